@@ -1,0 +1,3 @@
+"""conductor: Kafka to Elasticsearch and Cassandra, routed by KCQL."""
+
+__version__ = "0.1.0"

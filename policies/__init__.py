@@ -1,0 +1,1 @@
+"""policies: one small module per error policy."""

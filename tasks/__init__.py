@@ -1,0 +1,1 @@
+"""tasks: what a worker process runs (consume -> route -> write -> commit)."""
