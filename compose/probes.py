@@ -1,0 +1,149 @@
+"""Readiness probes that speak each server's own protocol, with the standard library only.
+
+A port that accepts connections is not a server that answers: Kafka must return cluster
+metadata with a broker in it, Elasticsearch a cluster health of yellow or green, Cassandra
+the result of a CQL query. Each probe returns a short description on success and raises
+ProbeFailed otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import urllib.error
+import urllib.request
+
+
+class ProbeFailed(Exception):
+    """The server did not answer as a ready server does."""
+
+
+def _recv_exact(sock: socket.socket, size: int) -> bytes:
+    chunks = []
+    while size:
+        chunk = sock.recv(size)
+        if not chunk:
+            raise ProbeFailed("connection closed before the answer was complete")
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def _string(value: str) -> bytes:
+    raw = value.encode()
+    return struct.pack(">h", len(raw)) + raw
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def take(self, fmt: str) -> int:
+        (value,) = struct.unpack_from(fmt, self.data, self.pos)
+        self.pos += struct.calcsize(fmt)
+        return value
+
+    def string(self, length_fmt: str = ">h") -> str | None:
+        length = self.take(length_fmt)
+        if length < 0:
+            return None
+        value = self.data[self.pos:self.pos + length].decode()
+        self.pos += length
+        return value
+
+
+def kafka_metadata(host: str, port: int, timeout: float = 5.0) -> str:
+    """Send a Metadata v4 request (still served by Kafka 4.x) and require one live broker."""
+    body = struct.pack(">i", -1) + b"\x00"  # all topics, no auto-creation
+    request = struct.pack(">hhi", 3, 4, 1) + _string("conductor-probe") + body
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(struct.pack(">i", len(request)) + request)
+            size = struct.unpack(">i", _recv_exact(sock, 4))[0]
+            reader = _Reader(_recv_exact(sock, size))
+    except OSError as exc:
+        raise ProbeFailed(f"no Kafka metadata from {host}:{port}: {exc}") from exc
+    reader.take(">i")  # correlation id
+    reader.take(">i")  # throttle time
+    brokers = reader.take(">i")
+    if brokers < 1:
+        raise ProbeFailed(f"Kafka at {host}:{port} reports no live broker yet")
+    reader.take(">i")
+    broker_host = reader.string()
+    broker_port = reader.take(">i")
+    return f"broker at {broker_host}:{broker_port}"
+
+
+def elasticsearch_health(url: str, timeout: float = 5.0) -> str:
+    """Require cluster health yellow or green."""
+    try:
+        with urllib.request.urlopen(f"{url}/_cluster/health", timeout=timeout) as answer:
+            health = json.load(answer)
+    except (OSError, urllib.error.URLError, ValueError) as exc:
+        raise ProbeFailed(f"no cluster health from {url}: {exc}") from exc
+    status = health.get("status")
+    if status not in ("yellow", "green"):
+        raise ProbeFailed(f"Elasticsearch at {url} is {status}")
+    return f"cluster {health.get('cluster_name')} {status}"
+
+
+_CQL_VERSION = 0x04
+_OP_ERROR, _OP_STARTUP, _OP_READY, _OP_QUERY, _OP_RESULT = 0x00, 0x01, 0x02, 0x07, 0x08
+
+
+def _cql_frame(opcode: int, body: bytes, stream: int) -> bytes:
+    return struct.pack(">BBhBi", _CQL_VERSION, 0, stream, opcode, len(body)) + body
+
+
+def _cql_exchange(sock: socket.socket, opcode: int, body: bytes, stream: int) -> tuple[int, bytes]:
+    sock.sendall(_cql_frame(opcode, body, stream))
+    _version, _flags, _stream, answer_opcode, length = struct.unpack(">BBhBi", _recv_exact(sock, 9))
+    answer = _recv_exact(sock, length)
+    if answer_opcode == _OP_ERROR:
+        reader = _Reader(answer)
+        code = reader.take(">i")
+        raise ProbeFailed(f"CQL error 0x{code:04x}: {reader.string()}")
+    return answer_opcode, answer
+
+
+def cassandra_query(host: str, port: int, timeout: float = 5.0) -> str:
+    """Run `SELECT release_version FROM system.local` over the native protocol v4."""
+    startup = struct.pack(">h", 1) + _string("CQL_VERSION") + _string("3.0.0")
+    query = b"SELECT release_version FROM system.local"
+    query_body = struct.pack(">i", len(query)) + query + struct.pack(">hB", 0x0001, 0)
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            opcode, _ = _cql_exchange(sock, _OP_STARTUP, startup, 1)
+            if opcode != _OP_READY:
+                raise ProbeFailed(f"CQL STARTUP answered with opcode {opcode}")
+            opcode, answer = _cql_exchange(sock, _OP_QUERY, query_body, 2)
+    except OSError as exc:
+        raise ProbeFailed(f"no CQL answer from {host}:{port}: {exc}") from exc
+    if opcode != _OP_RESULT:
+        raise ProbeFailed(f"CQL QUERY answered with opcode {opcode}")
+    return f"CQL answered ({_release_version(answer)})"
+
+
+def _release_version(result: bytes) -> str:
+    """Read the one text cell of a Rows result; metadata uses the global table spec."""
+    reader = _Reader(result)
+    if reader.take(">i") != 0x0002:  # kind: Rows
+        return "no rows"
+    flags = reader.take(">i")
+    columns = reader.take(">i")
+    if flags & 0x0002:  # has_more_pages: skip the paging state
+        reader.string(">i")
+    if flags & 0x0001:  # global table spec
+        reader.string()
+        reader.string()
+    for _ in range(columns):
+        if not flags & 0x0001:
+            reader.string()
+            reader.string()
+        reader.string()  # column name
+        reader.take(">h")  # type id (varchar)
+    if reader.take(">i") < 1:
+        return "no rows"
+    return f"Cassandra {reader.string('>i')}"

@@ -1,0 +1,264 @@
+"""What each server is: where it comes from on Maven Central, how it is configured and started,
+and how to tell it answers. compose/local does the fetching, starting and stopping."""
+
+from __future__ import annotations
+
+import base64
+import os
+import string
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import probes
+
+COMPOSE_DIR = Path(__file__).resolve().parent
+
+KAFKA_VERSION = os.environ.get("CONDUCTOR_KAFKA_VERSION", "4.1.1")
+ELASTICSEARCH_VERSION = os.environ.get("CONDUCTOR_ELASTICSEARCH_VERSION", "8.19.4")
+CASSANDRA_VERSION = os.environ.get("CONDUCTOR_CASSANDRA_VERSION", "5.0.6")
+# Kafka 4 logs through SLF4J 1.7; this binds it to log4j2 so the broker writes a log file.
+LOG4J_VERSION = "2.24.3"
+
+
+def _port(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where one server keeps its installation (shared cache) and its state (run folder)."""
+
+    install: Path
+    home: Path  # run_dir/<name>: config, data, logs, pid file
+
+    @property
+    def data(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def logs(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "pid"
+
+    @property
+    def console_log(self) -> Path:
+        return self.logs / "console.log"
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str
+    version: str
+    ports: dict[str, int]
+    heap: str
+    main_log: str  # relative to the logs folder: the file to read when it does not come up
+    # Maven coordinates: a list of jars resolved with their dependencies, or one zip to unpack.
+    artifacts: tuple[str, ...] = ()
+    zip_artifact: str | None = None
+    start_timeout: float = 180.0
+    prepare: Callable[["Server", Paths], None] = field(default=lambda server, paths: None)
+    command: Callable[["Server", Paths, str], list[str]] = field(default=lambda s, p, j: [])
+    environment: Callable[["Server", Paths, str], dict[str, str]] = field(
+        default=lambda server, paths, java_home: {}
+    )
+    probe: Callable[["Server"], str] = field(default=lambda server: "")
+    # A one-off command to run before the first start (Kafka formats its KRaft storage).
+    init_command: Callable[["Server", Paths, str], list[str] | None] = field(
+        default=lambda server, paths, java: None
+    )
+    # Elasticsearch daemonizes itself and writes its own pid file.
+    self_daemonizing: bool = False
+
+    @property
+    def port(self) -> int:
+        return self.ports["port"]
+
+    def install_dir(self, cache: Path) -> Path:
+        return cache / f"{self.name}-{self.version}"
+
+
+def _render(template: str, target: Path, **values: object) -> None:
+    text = (COMPOSE_DIR / template).read_text()
+    target.write_text(string.Template(text).substitute({k: str(v) for k, v in values.items()}))
+
+
+# -- Kafka ---------------------------------------------------------------------------------
+
+def _kafka_prepare(server: Server, paths: Paths) -> None:
+    _render("kafka/server.properties", paths.home / "server.properties",
+            port=server.port, controller_port=server.ports["controller"], data_dir=paths.data)
+    _render("kafka/log4j2.properties", paths.home / "log4j2.properties", log_dir=paths.logs)
+
+
+def _kafka_format_command(server: Server, paths: Paths, java: str) -> list[str] | None:
+    """KRaft needs its storage formatted once; None when it already is."""
+    if (paths.data / "meta.properties").exists():
+        return None
+    return [java, "-cp", str(paths.install / "lib" / "*"), "kafka.tools.StorageTool", "format",
+            "-t", _cluster_id(),
+            "-c", str(paths.home / "server.properties")]
+
+
+def _cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, base64url without padding (22 characters)."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def _kafka_command(server: Server, paths: Paths, java: str) -> list[str]:
+    return [java, f"-Xms{server.heap}", f"-Xmx{server.heap}", "-XX:+UseG1GC",
+            "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={paths.home / 'log4j2.properties'}",
+            f"-Dkafka.logs.dir={paths.logs}",
+            "-cp", str(paths.install / "lib" / "*"), "kafka.Kafka", str(paths.home / "server.properties")]
+
+
+def _kafka_probe(server: Server) -> str:
+    return probes.kafka_metadata("127.0.0.1", server.port)
+
+
+# -- Elasticsearch -------------------------------------------------------------------------
+
+def _elasticsearch_prepare(server: Server, paths: Paths) -> None:
+    # Elasticsearch writes its keystore into the config folder, so each run gets its own copy.
+    config = paths.home / "config"
+    if not config.exists():
+        source = paths.install / "config"
+        config.mkdir()
+        for item in source.rglob("*"):
+            target = config / item.relative_to(source)
+            if item.is_dir():
+                target.mkdir(exist_ok=True)
+            else:
+                target.write_bytes(item.read_bytes())
+    (paths.home / "tmp").mkdir(exist_ok=True)
+
+
+def _elasticsearch_command(server: Server, paths: Paths, java: str) -> list[str]:
+    command = [str(paths.install / "bin" / "elasticsearch"), "-d", "-p", str(paths.pid_file)]
+    settings = {
+        "cluster.name": "conductor",
+        "node.name": "conductor-local",
+        "discovery.type": "single-node",
+        "network.host": "127.0.0.1",
+        "http.port": server.port,
+        "transport.port": server.ports["transport"],
+        "path.data": paths.data,
+        "path.logs": paths.logs,
+        "xpack.security.enabled": "false",
+        # Disk-full watermarks would turn a busy shared disk into read-only test indexes.
+        "cluster.routing.allocation.disk.threshold_enabled": "false",
+        "action.destructive_requires_name": "false",
+    }
+    command += [f"-E{key}={value}" for key, value in settings.items()]
+    if os.geteuid() == 0:
+        # Elasticsearch refuses to run as root. A user namespace that maps root to an ordinary
+        # uid satisfies it while the files stay root's (no system user to create).
+        command = ["unshare", "--map-user=1000", "--map-group=1000", *command]
+    return command
+
+
+def _elasticsearch_environment(server: Server, paths: Paths, java_home: str) -> dict[str, str]:
+    return {
+        "ES_JAVA_HOME": java_home,
+        "ES_PATH_CONF": str(paths.home / "config"),
+        "ES_TMPDIR": str(paths.home / "tmp"),
+        "ES_JAVA_OPTS": f"-Xms{server.heap} -Xmx{server.heap}",
+    }
+
+
+def _elasticsearch_probe(server: Server) -> str:
+    return probes.elasticsearch_health(f"http://127.0.0.1:{server.port}")
+
+
+# -- Cassandra -----------------------------------------------------------------------------
+
+def _cassandra_prepare(server: Server, paths: Paths) -> None:
+    _render("cassandra/cassandra.yaml", paths.home / "cassandra.yaml", data_dir=paths.data,
+            port=server.port, storage_port=server.ports["storage"])
+    _render("cassandra/logback.xml", paths.home / "logback.xml", log_dir=paths.logs)
+
+
+def _cassandra_command(server: Server, paths: Paths, java: str) -> list[str]:
+    options = [
+        line.strip()
+        for line in (COMPOSE_DIR / "cassandra" / "jvm17-server.options").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    young = "256m"
+    return [
+        java, f"-Xms{server.heap}", f"-Xmx{server.heap}", f"-Xmn{young}", *options,
+        f"-Dcassandra.config=file://{paths.home / 'cassandra.yaml'}",
+        f"-Dlogback.configurationFile=file://{paths.home / 'logback.xml'}",
+        f"-Dcassandra.logdir={paths.logs}",
+        f"-Dcassandra.storagedir={paths.data}",
+        f"-Dcassandra.jmx.local.port={server.ports['jmx']}",
+        "-Dcassandra-foreground=yes",
+        "-cp", str(paths.install / "lib" / "*"), "org.apache.cassandra.service.CassandraDaemon",
+    ]
+
+
+def _cassandra_probe(server: Server) -> str:
+    return probes.cassandra_query("127.0.0.1", server.port)
+
+
+KAFKA = Server(
+    name="kafka",
+    version=KAFKA_VERSION,
+    ports={"port": _port("CONDUCTOR_KAFKA_PORT", 19092),
+           "controller": _port("CONDUCTOR_KAFKA_CONTROLLER_PORT", 19093)},
+    heap=os.environ.get("CONDUCTOR_KAFKA_HEAP", "512m"),
+    main_log="server.log",
+    artifacts=(f"org.apache.kafka:kafka_2.13:{KAFKA_VERSION}",
+               f"org.apache.logging.log4j:log4j-core:{LOG4J_VERSION}",
+               f"org.apache.logging.log4j:log4j-slf4j-impl:{LOG4J_VERSION}"),
+    prepare=_kafka_prepare,
+    command=_kafka_command,
+    init_command=_kafka_format_command,
+    probe=_kafka_probe,
+)
+
+ELASTICSEARCH = Server(
+    name="elasticsearch",
+    version=ELASTICSEARCH_VERSION,
+    ports={"port": _port("CONDUCTOR_ELASTICSEARCH_PORT", 19200),
+           "transport": _port("CONDUCTOR_ELASTICSEARCH_TRANSPORT_PORT", 19300)},
+    heap=os.environ.get("CONDUCTOR_ELASTICSEARCH_HEAP", "1g"),
+    main_log="conductor.log",
+    zip_artifact=f"org.elasticsearch.distribution.integ-test-zip:elasticsearch:{ELASTICSEARCH_VERSION}:zip",
+    prepare=_elasticsearch_prepare,
+    command=_elasticsearch_command,
+    environment=_elasticsearch_environment,
+    probe=_elasticsearch_probe,
+    self_daemonizing=True,
+)
+
+CASSANDRA = Server(
+    name="cassandra",
+    version=CASSANDRA_VERSION,
+    ports={"port": _port("CONDUCTOR_CASSANDRA_PORT", 19042),
+           "storage": _port("CONDUCTOR_CASSANDRA_STORAGE_PORT", 17000),
+           "jmx": _port("CONDUCTOR_CASSANDRA_JMX_PORT", 17199)},
+    heap=os.environ.get("CONDUCTOR_CASSANDRA_HEAP", "1g"),
+    main_log="system.log",
+    artifacts=(f"org.apache.cassandra:cassandra-all:{CASSANDRA_VERSION}",),
+    prepare=_cassandra_prepare,
+    command=_cassandra_command,
+    probe=_cassandra_probe,
+)
+
+SERVERS = {server.name: server for server in (KAFKA, ELASTICSEARCH, CASSANDRA)}
+
+
+def connection_settings() -> dict[str, str]:
+    """What a client needs, as the environment variables conductor's tests and demo read."""
+    return {
+        "CONDUCTOR_KAFKA_BOOTSTRAP": f"127.0.0.1:{KAFKA.port}",
+        "CONDUCTOR_ELASTICSEARCH_URL": f"http://127.0.0.1:{ELASTICSEARCH.port}",
+        "CONDUCTOR_CASSANDRA_HOSTS": "127.0.0.1",
+        "CONDUCTOR_CASSANDRA_PORT": str(CASSANDRA.port),
+    }
