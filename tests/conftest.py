@@ -1,0 +1,117 @@
+"""Session fixtures for the real servers: Kafka, Elasticsearch and Cassandra.
+
+With a Docker engine that answers, pytest-docker runs compose/docker-compose.yml; otherwise
+compose/local fetches and starts the servers on 127.0.0.1. Either way they start once per test
+session. Servers that were already up (as .ci/run and `make up` leave them) are reused and left
+running; servers this session started are stopped at its end unless CONDUCTOR_KEEP_SERVERS=1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = ROOT / "compose"
+LAUNCHER = COMPOSE / "local"
+
+sys.path.insert(0, str(COMPOSE))
+import probes  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Servers:
+    kafka_bootstrap: str
+    elasticsearch_url: str
+    cassandra_hosts: tuple[str, ...]
+    cassandra_port: int
+
+
+def _docker_engine_answers() -> bool:
+    if os.environ.get("CONDUCTOR_NO_DOCKER") or not shutil.which("docker"):
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _launcher(*arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(LAUNCHER), *arguments], capture_output=True, text=True)
+
+
+def _settings() -> Servers:
+    env = json.loads(_launcher("env", "--json").stdout)
+    return Servers(
+        kafka_bootstrap=env["CONDUCTOR_KAFKA_BOOTSTRAP"],
+        elasticsearch_url=env["CONDUCTOR_ELASTICSEARCH_URL"],
+        cassandra_hosts=tuple(env["CONDUCTOR_CASSANDRA_HOSTS"].split(",")),
+        cassandra_port=int(env["CONDUCTOR_CASSANDRA_PORT"]),
+    )
+
+
+def _all_answer(servers: Servers) -> bool:
+    host, port = servers.kafka_bootstrap.rsplit(":", 1)
+    try:
+        probes.kafka_metadata(host, int(port))
+        probes.elasticsearch_health(servers.elasticsearch_url)
+        probes.cassandra_query(servers.cassandra_hosts[0], servers.cassandra_port)
+    except probes.ProbeFailed:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def docker_compose_file() -> str:
+    return str(COMPOSE / "docker-compose.yml")
+
+
+@pytest.fixture(scope="session")
+def docker_compose_project_name() -> str:
+    return "conductor-tests"
+
+
+@pytest.fixture(scope="session")
+def servers(request: pytest.FixtureRequest) -> Servers:
+    settings = _settings()
+    if _all_answer(settings):
+        yield settings
+        return
+    if _docker_engine_answers():
+        docker_services = request.getfixturevalue("docker_services")
+        docker_services.wait_until_responsive(check=lambda: _all_answer(settings), timeout=300.0, pause=2.0)
+        yield settings
+        return
+    started = _launcher("up")
+    if started.returncode != 0:
+        pytest.fail(f"compose/local up failed:\n{started.stdout}\n{started.stderr}", pytrace=False)
+    try:
+        yield settings
+    finally:
+        if not os.environ.get("CONDUCTOR_KEEP_SERVERS"):
+            _launcher("down")
+
+
+@pytest.fixture(scope="session")
+def kafka(servers: Servers) -> str:
+    """Kafka's bootstrap servers, host:port."""
+    return servers.kafka_bootstrap
+
+
+@pytest.fixture(scope="session")
+def elasticsearch(servers: Servers) -> str:
+    """Elasticsearch's base URL."""
+    return servers.elasticsearch_url
+
+
+@pytest.fixture(scope="session")
+def cassandra(servers: Servers) -> tuple[tuple[str, ...], int]:
+    """Cassandra's contact points and native port."""
+    return servers.cassandra_hosts, servers.cassandra_port
