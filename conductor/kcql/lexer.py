@@ -1,0 +1,144 @@
+"""KCQL lexer: source text -> frozen tokens with their offsets, lines and columns.
+
+Words (keywords, identifiers, numbers) are one NAME kind; the parser decides which is which,
+comparing keywords case-insensitively.  Characters the grammar has no use for become CHAR
+tokens, so the parser can report them ("found '{'") or glue them into a raw value
+(``WITHINDEXSUFFIX=_{YYYY-MM-dd}``).
+"""
+
+from __future__ import annotations
+
+import bisect
+import enum
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from conductor.kcql.errors import KcqlSyntaxError
+
+
+class TokenKind(enum.Enum):
+    NAME = "name"
+    QUOTED_NAME = "back-quoted name"
+    STRING = "string"
+    COMMA = "','"
+    DOT = "'.'"
+    STAR = "'*'"
+    EQUALS = "'='"
+    LPAREN = "'('"
+    RPAREN = "')'"
+    SEMI = "';'"
+    CHAR = "character"
+    EOF = "end of input"
+
+
+PUNCTUATION = {
+    ",": TokenKind.COMMA,
+    ".": TokenKind.DOT,
+    "*": TokenKind.STAR,
+    "=": TokenKind.EQUALS,
+    "(": TokenKind.LPAREN,
+    ")": TokenKind.RPAREN,
+    ";": TokenKind.SEMI,
+}
+QUOTES = {"'": (TokenKind.STRING, "string"), "`": (TokenKind.QUOTED_NAME, "quoted name")}
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: TokenKind
+    value: str  # the word, the unescaped string / back-quoted name, or the character
+    start: int  # offset in the whole source text
+    end: int
+    line: int  # 1-based
+    column: int  # 1-based
+
+
+def is_word_char(ch: str) -> bool:
+    return ch.isalnum() or ch in "_-"
+
+
+def tokenize(source: str, offset: int = 0) -> Iterator[Token]:
+    """Yield the tokens of ``source`` from ``offset`` on, ending with one EOF token.
+
+    The EOF token sits just after the last non-blank character, so "found end of input"
+    points at the end of the text the user typed rather than at trailing newlines.
+    """
+    line_starts = [0] + [i + 1 for i, ch in enumerate(source) if ch == "\n"]
+
+    def make(kind: TokenKind, value: str, start: int, end: int) -> Token:
+        line = bisect.bisect_right(line_starts, start)
+        return Token(kind, value, start, end, line, start - line_starts[line - 1] + 1)
+
+    pos, length = offset, len(source)
+    while True:
+        while pos < length and source[pos].isspace():
+            pos += 1
+        if pos >= length:
+            end = max(len(source.rstrip()), offset)
+            yield make(TokenKind.EOF, "", end, end)
+            return
+        ch = source[pos]
+        if is_word_char(ch):
+            end = pos + 1
+            while end < length and is_word_char(source[end]):
+                end += 1
+            yield make(TokenKind.NAME, source[pos:end], pos, end)
+        elif ch in QUOTES:
+            kind, what = QUOTES[ch]
+            value, end = read_quoted(source, pos)
+            if end < 0:
+                raise KcqlSyntaxError(
+                    f"Unterminated {what} starting",
+                    source,
+                    pos,
+                    expected=f"a closing {ch}",
+                    found="end of input",
+                )
+            yield make(kind, value, pos, end)
+        else:
+            end = pos + 1
+            yield make(PUNCTUATION.get(ch, TokenKind.CHAR), ch, pos, end)
+        pos = end
+
+
+def read_quoted(source: str, start: int) -> tuple[str, int]:
+    """Read the quoted text opening at ``start``; a doubled quote stands for itself.
+
+    Return the unescaped text and the offset after the closing quote, or -1 if it never closes.
+    """
+    quote = source[start]
+    parts: list[str] = []
+    pos = start + 1
+    while True:
+        close = source.find(quote, pos)
+        if close < 0:
+            return "", -1
+        parts.append(source[pos:close])
+        if source.startswith(quote, close + 1):
+            parts.append(quote)
+            pos = close + 2
+        else:
+            return "".join(parts), close + 1
+
+
+def split_statements(source: str) -> list[tuple[int, int]]:
+    """Return the (start, end) spans of the statements separated by top-level ';'.
+
+    A span's end includes its ';'.  A ';' inside '...' or `...` does not separate, and an
+    unterminated quote runs to the end of the text, exactly as the lexer reads it.
+    """
+    spans: list[tuple[int, int]] = []
+    start = pos = 0
+    while pos < len(source):
+        ch = source[pos]
+        if ch in QUOTES:
+            _, end = read_quoted(source, pos)
+            pos = len(source) if end < 0 else end
+            continue
+        pos += 1
+        if ch == ";":
+            spans.append((start, pos))
+            start = pos
+    if start < len(source):
+        spans.append((start, len(source)))
+    return spans

@@ -1,0 +1,369 @@
+"""KCQL parser: recursive descent, one ``parse_<rule>`` method per grammar rule.
+
+Keywords are matched in any case; identifiers keep theirs.  The statement keywords below are
+reserved where a name is expected (back-quote them to use them as names); clause keywords
+are not, so a field may be called ``ttl``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+from conductor.kcql.ast import PREFIXES, Field, FieldPath, Source, Statement, Target, WriteMode
+from conductor.kcql.dateformat import DateFormatError, translate
+from conductor.kcql.errors import KcqlSyntaxError
+from conductor.kcql.lexer import Token, TokenKind, split_statements, tokenize
+
+T = TypeVar("T")
+RESERVED = frozenset({"INSERT", "UPSERT", "INTO", "SELECT", "FROM", "AS"})
+CLAUSES = (
+    "IGNORE", "PK", "AUTOCREATE", "WITHDOCTYPE", "WITHINDEXSUFFIX", "WITHPIPELINE", "TTL",
+    "BATCH", "PROPERTIES",
+)  # fmt: skip
+END = (TokenKind.SEMI, TokenKind.EOF)
+
+
+def parse_kcql(text: str) -> tuple[Statement, ...]:
+    """Parse one or more ';'-separated statements; raise KcqlSyntaxError at the first error."""
+    return Parser(text).parse_document()
+
+
+def parse_kcql_many(text: str) -> tuple[list[Statement], list[KcqlSyntaxError]]:
+    """Parse every statement, collecting one error per statement that does not parse.
+
+    The text is split at top-level ';' first, so an error in one statement does not hide the
+    next; positions stay relative to the whole text.  A text without any statement gives
+    one error.
+    """
+    statements: list[Statement] = []
+    errors: list[KcqlSyntaxError] = []
+    for start, end in split_statements(text):
+        if not text[start:end].rstrip(";").strip():
+            continue
+        try:
+            statements.append(Parser(text, start).parse_statement())
+        except KcqlSyntaxError as err:
+            errors.append(err)
+    if not statements and not errors:
+        try:
+            Parser(text).parse_document()
+        except KcqlSyntaxError as err:
+            errors.append(err)
+    return statements, errors
+
+
+class Parser:
+    """Parses KCQL text from ``offset`` on, one token of lookahead in ``self.token``."""
+
+    def __init__(self, source: str, offset: int = 0) -> None:
+        self.source = source
+        self.tokens = tokenize(source, offset)
+        self.token = next(self.tokens)
+        self.previous = self.token
+
+    # -- grammar rules -----------------------------------------------------------------
+
+    def parse_document(self) -> tuple[Statement, ...]:
+        """document := [statement] {';' [statement]} EOF   (at least one statement)"""
+        statements: list[Statement] = []
+        while True:
+            while self.token.kind is TokenKind.SEMI:
+                self.advance()
+            if self.token.kind is TokenKind.EOF:
+                break
+            statements.append(self.parse_statement())
+        if not statements:
+            raise self.unexpected("'INSERT' or 'UPSERT'")
+        return tuple(statements)
+
+    def parse_statement(self) -> Statement:
+        """statement := write_mode 'INTO' target 'SELECT' projection 'FROM' topic {clause}"""
+        first = self.token
+        write_mode = self.parse_write_mode()
+        self.expect_keyword("INTO")
+        target = self.parse_target()
+        self.expect_keyword("SELECT")
+        fields = self.parse_projection()
+        self.expect_keyword("FROM")
+        topic = self.parse_topic()
+        clauses = self.parse_clauses()
+        return Statement(
+            write_mode, target, topic, fields, **clauses,
+            text=self.source[first.start : self.previous.end],
+            start=first.start, line=first.line, column=first.column,
+        )  # fmt: skip
+
+    def parse_write_mode(self) -> WriteMode:
+        """write_mode := 'INSERT' | 'UPSERT'"""
+        if self.optional_keyword("INSERT"):
+            return "INSERT"
+        if self.optional_keyword("UPSERT"):
+            return "UPSERT"
+        raise self.unexpected("'INSERT' or 'UPSERT'")
+
+    def parse_target(self) -> Target:
+        """target := ('_key' | '_value' | '_header') '.' path | path"""
+        first = self.token
+        if first.kind is TokenKind.NAME and first.value in PREFIXES:
+            self.advance()
+            self.expect(TokenKind.DOT, f"'.' after '{first.value}'")
+            kind: Any = PREFIXES[first.value]
+            path, _ = self.parse_path("a field name")
+        else:
+            kind, (path, _) = "static", self.parse_path("a target name")
+        return Target(kind, path, start=first.start, line=first.line, column=first.column)
+
+    def parse_projection(self) -> tuple[Field, ...]:
+        """projection := field {',' field}"""
+        return self.delimited(self.parse_field)
+
+    def parse_field(self) -> Field:
+        """field := '*' | reference '.' '*' | reference ['AS' alias]"""
+        first = self.token
+        if first.kind is TokenKind.STAR:
+            self.advance()
+            source: Source = "value"
+            path: tuple[str, ...] = ()
+            wildcard = True
+        else:
+            source, path, wildcard = self.parse_reference(wildcard_ok=True)
+        alias = None
+        if not wildcard and self.optional_keyword("AS"):
+            alias = self.parse_alias()
+        return Field(
+            source, path, wildcard, alias, start=first.start, line=first.line, column=first.column
+        )
+
+    def parse_alias(self) -> str:
+        """alias := NAME | QUOTED_NAME"""
+        return self.parse_segment("an alias")
+
+    def parse_field_path(self) -> FieldPath:
+        """field_path := reference"""
+        first = self.token
+        source, path, _ = self.parse_reference(wildcard_ok=False)
+        return FieldPath(source, path, start=first.start, line=first.line, column=first.column)
+
+    def parse_reference(self, wildcard_ok: bool) -> tuple[Source, tuple[str, ...], bool]:
+        """reference := '_key' ['.' path] | ('_value' | '_header') '.' path | path
+        (where ``wildcard_ok``, a key or value path may end in '.' '*')"""
+        prefix = self.token
+        if prefix.kind is not TokenKind.NAME or prefix.value not in PREFIXES:
+            return ("value", *self.parse_path("a field name", wildcard_ok))
+        source = PREFIXES[prefix.value]
+        self.advance()
+        if source == "key" and self.token.kind is not TokenKind.DOT:
+            return source, (), False
+        self.expect(TokenKind.DOT, f"'.' after '{prefix.value}'")
+        wildcard_ok = wildcard_ok and source != "header"
+        if wildcard_ok and self.token.kind is TokenKind.STAR:
+            self.advance()
+            return source, (), True
+        return (source, *self.parse_path("a field name", wildcard_ok))
+
+    def parse_path(
+        self, expected: str, wildcard_ok: bool = False
+    ) -> tuple[tuple[str, ...], bool]:
+        """path := segment {'.' segment} ['.' '*']   (the '*' only where ``wildcard_ok``)"""
+        segments = [self.parse_segment(expected)]
+        while self.token.kind is TokenKind.DOT:
+            self.advance()
+            if wildcard_ok and self.token.kind is TokenKind.STAR:
+                self.advance()
+                return tuple(segments), True
+            segments.append(self.parse_segment("a field name" if wildcard_ok else expected))
+        return tuple(segments), False
+
+    def parse_segment(self, expected: str) -> str:
+        """segment := NAME | QUOTED_NAME   (a NAME that is not a reserved keyword)"""
+        token = self.token
+        if token.kind is TokenKind.QUOTED_NAME and token.value:
+            return self.advance().value
+        if token.kind is TokenKind.NAME and token.value.upper() not in RESERVED:
+            return self.advance().value
+        raise self.unexpected(expected)
+
+    def parse_topic(self) -> str:
+        """topic := segment {'.' segment}"""
+        return ".".join(self.parse_path("a topic name")[0])
+
+    def parse_clauses(self) -> dict[str, Any]:
+        """clauses := {ignore | primary_key | autocreate | doc_type | index_suffix | pipeline
+        | ttl | batch | properties}   (each at most once, in any order)"""
+        handlers: dict[str, Callable[[], tuple[str, Any]]] = {
+            "IGNORE": self.parse_ignore,
+            "PK": self.parse_primary_key,
+            "AUTOCREATE": self.parse_autocreate,
+            "WITHDOCTYPE": self.parse_doc_type,
+            "WITHINDEXSUFFIX": self.parse_index_suffix,
+            "WITHPIPELINE": self.parse_pipeline,
+            "TTL": self.parse_ttl,
+            "BATCH": self.parse_batch,
+            "PROPERTIES": self.parse_properties,
+        }
+        clauses: dict[str, Any] = {}
+        seen: set[str] = set()
+        while self.token.kind not in END:
+            token = self.token
+            keyword = token.value.upper() if token.kind is TokenKind.NAME else ""
+            if keyword not in handlers:
+                expected = f"one of: {', '.join(CLAUSES)}, or ';'"
+                raise KcqlSyntaxError(
+                    f"Unexpected {self.describe(token)} after the statement; expected {expected}",
+                    self.source, token.start, expected=expected, found=self.describe(token),
+                )  # fmt: skip
+            if keyword in seen:
+                raise KcqlSyntaxError(
+                    f"Duplicate clause '{keyword}'", self.source, token.start,
+                    found=self.describe(token),
+                )  # fmt: skip
+            seen.add(keyword)
+            name, value = handlers[keyword]()
+            clauses[name] = value
+        return clauses
+
+    def parse_ignore(self) -> tuple[str, Any]:
+        """ignore := 'IGNORE' field_path {',' field_path}"""
+        self.expect_keyword("IGNORE")
+        return "ignored", self.delimited(self.parse_field_path)
+
+    def parse_primary_key(self) -> tuple[str, Any]:
+        """primary_key := 'PK' field_path {',' field_path}"""
+        self.expect_keyword("PK")
+        return "primary_keys", self.delimited(self.parse_field_path)
+
+    def parse_autocreate(self) -> tuple[str, Any]:
+        """autocreate := 'AUTOCREATE'"""
+        self.expect_keyword("AUTOCREATE")
+        return "autocreate", True
+
+    def parse_doc_type(self) -> tuple[str, Any]:
+        """doc_type := 'WITHDOCTYPE' '=' option_value"""
+        return "doc_type", self.parse_option_value("WITHDOCTYPE", "a document type")
+
+    def parse_pipeline(self) -> tuple[str, Any]:
+        """pipeline := 'WITHPIPELINE' '=' option_value"""
+        return "pipeline", self.parse_option_value("WITHPIPELINE", "a pipeline name")
+
+    def parse_option_value(self, keyword: str, what: str) -> str:
+        """option_value := STRING | segment {'.' segment}"""
+        self.parse_assignment(keyword)
+        if self.token.kind is TokenKind.STRING:
+            return self.advance().value
+        return ".".join(self.parse_path(f"{what} after '{keyword}='")[0])
+
+    def parse_index_suffix(self) -> tuple[str, Any]:
+        """index_suffix := 'WITHINDEXSUFFIX' '=' (STRING | raw_text)
+        raw_text := the tokens up to the next blank or ';', e.g. _{YYYY-MM-dd}"""
+        self.parse_assignment("WITHINDEXSUFFIX")
+        first = self.token
+        if first.kind in END:
+            raise self.unexpected("an index suffix after 'WITHINDEXSUFFIX='")
+        last = self.advance()
+        while self.token.start == last.end and self.token.kind not in END:
+            last = self.advance()
+        quoted = last is first and first.kind is TokenKind.STRING
+        suffix = first.value if quoted else self.source[first.start : last.end]
+        try:
+            translate(suffix)
+        except DateFormatError as err:
+            offset = first.start if quoted else first.start + err.position - 1
+            raise KcqlSyntaxError(f"{err.reason} in WITHINDEXSUFFIX", self.source, offset) from None
+        return "index_suffix", suffix
+
+    def parse_ttl(self) -> tuple[str, Any]:
+        """ttl := 'TTL' '=' INTEGER   (0 or more)"""
+        return "ttl", self.parse_integer("TTL", minimum=0)
+
+    def parse_batch(self) -> tuple[str, Any]:
+        """batch := 'BATCH' '=' INTEGER   (1 or more)"""
+        return "batch_size", self.parse_integer("BATCH", minimum=1)
+
+    def parse_integer(self, keyword: str, minimum: int) -> int:
+        """integer_option := keyword '=' INTEGER"""
+        self.parse_assignment(keyword)
+        token = self.token
+        if token.kind is TokenKind.NAME and token.value.isascii() and token.value.isdigit():
+            if int(token.value) >= minimum:
+                return int(self.advance().value)
+        what = "an integer" if minimum <= 0 else "a positive integer"
+        raise self.unexpected(f"{what} after '{keyword}='")
+
+    def parse_properties(self) -> tuple[str, Any]:
+        """properties := 'PROPERTIES' '(' [property {',' property}] ')'"""
+        self.expect_keyword("PROPERTIES")
+        self.expect(TokenKind.LPAREN, "'(' after 'PROPERTIES'")
+        pairs: tuple[tuple[Token, str], ...] = ()
+        if self.token.kind is not TokenKind.RPAREN:
+            pairs = self.delimited(self.parse_property)
+        self.expect(TokenKind.RPAREN, "',' or ')'")
+        properties: dict[str, str] = {}
+        for key, value in pairs:
+            if key.value in properties:
+                raise KcqlSyntaxError(
+                    f"Duplicate property {self.describe(key)}", self.source, key.start,
+                    found=self.describe(key),
+                )  # fmt: skip
+            properties[key.value] = value
+        return "properties", MappingProxyType(properties)
+
+    def parse_property(self) -> tuple[Token, str]:
+        """property := STRING '=' STRING"""
+        key = self.expect(TokenKind.STRING, "a quoted property key")
+        self.expect(TokenKind.EQUALS, f"'=' after the property key {self.describe(key)}")
+        return key, self.expect(TokenKind.STRING, "a quoted property value").value
+
+    def parse_assignment(self, keyword: str) -> None:
+        """assignment := keyword '='"""
+        self.expect_keyword(keyword)
+        self.expect(TokenKind.EQUALS, f"'=' after '{keyword}'")
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def advance(self) -> Token:
+        """Consume the current token and return it."""
+        token = self.previous = self.token
+        if token.kind is not TokenKind.EOF:
+            self.token = next(self.tokens)
+        return token
+
+    def expect(self, kind: TokenKind, expected: str | None = None) -> Token:
+        if self.token.kind is not kind:
+            raise self.unexpected(expected or kind.value)
+        return self.advance()
+
+    def expect_keyword(self, keyword: str) -> Token:
+        if not self.optional_keyword(keyword):
+            raise self.unexpected(f"'{keyword}'")
+        return self.previous
+
+    def optional_keyword(self, keyword: str) -> bool:
+        token = self.token
+        if token.kind is TokenKind.NAME and token.value.upper() == keyword:
+            self.advance()
+            return True
+        return False
+
+    def delimited(self, parse_item: Callable[[], T]) -> tuple[T, ...]:
+        """item {',' item}"""
+        items = [parse_item()]
+        while self.token.kind is TokenKind.COMMA:
+            self.advance()
+            items.append(parse_item())
+        return tuple(items)
+
+    def unexpected(self, expected: str, token: Token | None = None) -> KcqlSyntaxError:
+        token = token or self.token
+        found = self.describe(token)
+        return KcqlSyntaxError(
+            f"Expected {expected}, found {found}",
+            self.source, token.start, expected=expected, found=found,
+        )  # fmt: skip
+
+    def describe(self, token: Token) -> str:
+        if token.kind is TokenKind.EOF:
+            return "end of input"
+        raw = self.source[token.start : token.end]
+        return f"string {raw}" if token.kind is TokenKind.STRING else f"'{raw}'"
