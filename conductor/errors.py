@@ -5,3 +5,47 @@ from __future__ import annotations
 
 class ConductorError(Exception):
     """Base class for every error conductor raises on purpose."""
+
+
+class ConfigError(ConductorError):
+    """A connector config that cannot run; `problems` lists every problem found, each one line."""
+
+    def __init__(self, problems: list[str], source: str = "config") -> None:
+        self.problems = list(problems)
+        self.source = source
+        lines = "\n".join(f"  - {problem}" for problem in self.problems)
+        super().__init__(f"{source}: {len(self.problems)} problem(s)\n{lines}")
+
+
+class RecordError(ConductorError):
+    """One record could not be decoded, routed or written; handed to the error policy."""
+
+    retriable = False
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class RetriableRecordError(RecordError):
+    """A record the store refused for now (429, 5xx, timeout): worth another try."""
+
+    retriable = True
+
+
+class SinkUnavailable(ConductorError):
+    """The store could not take the batch at all (connection refused, timeout); retriable."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        self.reason = reason
+        self.retry_after = retry_after
+        super().__init__(reason)
+
+
+class TaskFailed(ConductorError):
+    """The task stops: THROW, or RETRY ran out. Carries the error kept for status."""
+
+    def __init__(self, reason: str, cause: BaseException | None = None) -> None:
+        self.reason = reason
+        self.cause = cause
+        super().__init__(reason)

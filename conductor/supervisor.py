@@ -1,0 +1,481 @@
+"""The supervisor: forks N workers, watches them, respawns them, stops them (model: gunicorn's arbiter).
+
+Signal handlers only enqueue; each pass of the main loop dispatches the queued signals, then
+reaps dead workers, kills hung ones, recycles fat ones and tops the group back up to N. Each
+of those steps is safe to run again on every pass. Exit codes of the workers are a protocol,
+see conductor/exitcodes.py; the supervisor's own exit codes are the *_EXIT constants below.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import re
+import select
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from conductor import exitcodes
+from conductor.errors import ConfigError
+from conductor.status import state_dir_for, write_state
+from conductor.workercontrol import HeartbeatFile, WorkerControl, run_child
+
+log = logging.getLogger("conductor.supervisor")
+
+WorkerMain = Callable[[int, WorkerControl], int]
+
+STOPPED_EXIT = 0  # stopped on request (even when a worker had to be killed)
+FAILED_EXIT = 1  # every slot failed, or a second SIGINT/SIGTERM (or SIGQUIT) cut the stop short
+BOOT_ERROR_EXIT = 2  # a worker could not boot before any had: the config or a store is wrong
+
+LOOP_INTERVAL_S = 0.5
+STOP_MARGIN_S = 2.0  # on top of drain_timeout_s: the worker's own drain runs against the same budget
+ABORT_GRACE_S = 5.0  # SIGABRT -> SIGKILL for a hung worker (never more than heartbeat_timeout_s)
+WORKER_FILE = re.compile(r"worker-\d+\.json")
+
+
+@dataclass(frozen=True)
+class SupervisorSettings:
+    workers: int
+    heartbeat_timeout_s: float = 60
+    drain_timeout_s: float = 30
+    rss_limit_mb: int = 0  # 0: no limit
+    restart_backoff_initial_s: float = 1
+    restart_backoff_max_s: float = 300
+    restart_max: int = 10  # for TASK_FAILED (and BOOT_ERROR once booted); crashes respawn forever
+    name: str = "conductor"
+    state_dir: Path | None = None
+    healthy_after_s: float = 60  # a worker that ran this long starts its slot's backoff over
+
+    def __post_init__(self) -> None:
+        positive = {"workers": self.workers, "heartbeat_timeout_s": self.heartbeat_timeout_s,
+                    "drain_timeout_s": self.drain_timeout_s, "restart_backoff_max_s": self.restart_backoff_max_s}
+        not_negative = {"rss_limit_mb": self.rss_limit_mb, "restart_max": self.restart_max,
+                        "restart_backoff_initial_s": self.restart_backoff_initial_s,
+                        "healthy_after_s": self.healthy_after_s}
+        problems = [f"{name} must be above 0, not {value}" for name, value in positive.items() if value <= 0]
+        problems += [f"{name} must not be negative, not {value}" for name, value in not_negative.items() if value < 0]
+        if problems:
+            raise ConfigError(problems, source="supervisor settings")
+
+    def backoff(self, restart: int) -> float:
+        """The wait before the `restart`-th restart in a row (1-based): initial * 2**(n-1), capped."""
+        exponent = min(max(restart - 1, 0), 64)
+        return min(self.restart_backoff_initial_s * 2**exponent, self.restart_backoff_max_s)
+
+
+def describe_exit(code: int) -> str:
+    """`code` as os.waitstatus_to_exitcode gives it: "exit code 4 (task failed)", "killed by SIGKILL"."""
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    name = exitcodes.NAMES.get(code)
+    return f"exit code {code} ({name})" if name else f"exit code {code}"
+
+
+@dataclass
+class Slot:
+    """One of the N places in the group; its worker_id survives respawns (Kafka static membership)."""
+
+    worker_id: int
+    state: str = "backoff"  # starting | running | backoff | failed | stopped
+    pid: int | None = None
+    restarts: int = 0  # in a row; reset once a worker ran healthy_after_s
+    last_exit: str | None = None
+    last_change: float = field(default_factory=time.time)
+    next_start_at: float = 0.0  # monotonic, while in backoff
+    started_at: float = 0.0  # monotonic
+    heartbeat: HeartbeatFile | None = None
+    process: psutil.Process | None = None
+    recycling: bool = False  # asked to stop for its memory: respawn at once
+    kill_at: float | None = None  # monotonic: SIGKILL if still alive then
+    killed: bool = False
+
+    @property
+    def alive(self) -> bool:
+        return self.pid is not None
+
+    def detach(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.close()
+        self.pid, self.heartbeat, self.process = None, None, None
+        self.recycling, self.kill_at, self.killed = False, None, False
+
+    def describe(self, now: float) -> dict[str, Any]:
+        waiting = self.state == "backoff"
+        return {
+            "worker_id": self.worker_id,
+            "pid": self.pid,
+            "state": self.state,
+            "restarts": self.restarts,
+            "last_exit": self.last_exit,
+            "last_change": round(self.last_change, 3),
+            "next_start_in": round(max(self.next_start_at - now, 0.0), 1) if waiting else None,
+        }
+
+
+class Supervisor:
+    def __init__(self, settings: SupervisorSettings, worker_main: WorkerMain) -> None:
+        self.settings = settings
+        self.worker_main = worker_main
+        self.state_dir = settings.state_dir or state_dir_for(settings.name)
+        self._slots = [Slot(worker_id) for worker_id in range(settings.workers)]
+        self._signals: collections.deque[int] = collections.deque()
+        self._handlers: dict[int, Callable[[int], None]] = {
+            signal.SIGTERM: self._handle_stop,
+            signal.SIGINT: self._handle_stop,
+            signal.SIGQUIT: self._handle_quit,
+            signal.SIGCHLD: self._handle_child,
+        }
+        self._old_handlers: dict[int, Any] = {}
+        self._wakeup_r = self._wakeup_w = self._boot_r = self._boot_w = -1
+        self._boot_buffer = b""
+        self._group_booted = False
+        self._stop_code: int | None = None  # set once stopping: the exit code run() returns
+        self._stop_deadline = 0.0
+        self._started_at = time.time()
+        self._dirty = True
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> int:
+        try:
+            self._open()
+            log.info("supervisor pid %s starting %s worker(s) for %s; state in %s",
+                     os.getpid(), len(self._slots), self.settings.name, self.state_dir)
+            while True:
+                self._dispatch_signals()
+                self._read_boot_notices()
+                self._reap_workers()
+                self._enforce_deadlines()
+                self._murder_hung_workers()
+                self._check_memory()
+                self._manage_workers()
+                self._write_state()
+                if self._stop_code is not None and not self._live_slots():
+                    break
+                self._sleep()
+            log.info("supervisor pid %s exiting with code %s", os.getpid(), self._stop_code)
+            return self._stop_code
+        finally:
+            self._close()
+
+    def _dispatch_signals(self) -> None:
+        while self._signals:
+            signum = self._signals.popleft()
+            self._handlers[signum](signum)
+
+    def _sleep(self) -> None:
+        now = time.monotonic()
+        deadlines = [slot.next_start_at for slot in self._slots if slot.state == "backoff"]
+        deadlines += [slot.kill_at for slot in self._slots if slot.kill_at is not None and not slot.killed]
+        if self._stop_code is not None:
+            deadlines.append(self._stop_deadline)
+        timeout = min([LOOP_INTERVAL_S] + [deadline - now for deadline in deadlines])
+        ready, _, _ = select.select([self._wakeup_r, self._boot_r], [], [], max(timeout, 0.01))
+        if self._wakeup_r in ready:
+            _drain(self._wakeup_r)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self._signals.append(signum)
+        try:
+            os.write(self._wakeup_w, b".")
+        except OSError:
+            pass
+
+    # -- signal handlers (run from the loop, never from the signal) ----------------------------
+
+    def _handle_stop(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        if self._stop_code is None:
+            self._begin_stop(STOPPED_EXIT, f"got {name}")
+        else:
+            self._kill_now(f"got {name} again")
+
+    def _handle_quit(self, signum: int) -> None:
+        self._kill_now("got SIGQUIT")
+
+    def _handle_child(self, signum: int) -> None:
+        """Nothing to do: the wakeup alone makes this pass reap."""
+
+    # -- the steps of a pass ------------------------------------------------------------------
+
+    def _reap_workers(self) -> None:
+        exited = []
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            slot = next((slot for slot in self._slots if slot.pid == pid), None)
+            if slot is not None:
+                exited.append((slot, os.waitstatus_to_exitcode(status)))
+        if exited:
+            self._read_boot_notices()  # a worker that booted and then died wrote its notice first
+        for slot, code in exited:
+            self._worker_exited(slot, code)
+
+    def _worker_exited(self, slot: Slot, code: int) -> None:
+        settings = self.settings
+        pid, recycling = slot.pid, slot.recycling
+        ran = time.monotonic() - slot.started_at
+        slot.detach()
+        slot.last_exit = describe_exit(code)
+        if self._stop_code is not None:
+            log.log(logging.INFO if code == exitcodes.OK else logging.WARNING,
+                    "worker %s pid %s stopped: %s", slot.worker_id, pid, slot.last_exit)
+            self._set(slot, "stopped")
+            return
+        if recycling:
+            log.info("worker %s pid %s stopped for its memory: %s; respawning it",
+                     slot.worker_id, pid, slot.last_exit)
+            self._schedule(slot, 0.0)
+            return
+        if code == exitcodes.BOOT_ERROR and not self._group_booted:
+            log.error("worker %s pid %s could not boot (%s) and no worker has booted yet: the configuration "
+                      "or a store is wrong; read worker %s's error above. Not respawning; stopping the group.",
+                      slot.worker_id, pid, slot.last_exit, slot.worker_id)
+            self._set(slot, "failed")
+            self._begin_stop(BOOT_ERROR_EXIT, f"worker {slot.worker_id} could not boot")
+            return
+        if ran >= settings.healthy_after_s:
+            slot.restarts = 0
+        limited = code in (exitcodes.TASK_FAILED, exitcodes.BOOT_ERROR)
+        unasked = " without being asked to stop" if code == exitcodes.OK else ""
+        if limited and slot.restarts >= settings.restart_max:
+            log.error("worker %s pid %s ended: %s; it failed %s time(s) in a row, the limit (restart_max %s): "
+                      "not restarting it; its error is above and in %s", slot.worker_id, pid, slot.last_exit,
+                      slot.restarts + 1, settings.restart_max, self.state_dir / f"worker-{slot.worker_id}.json")
+            self._set(slot, "failed")
+            if all(other.state == "failed" for other in self._slots):
+                self._begin_stop(FAILED_EXIT, "every worker has failed")
+            return
+        slot.restarts += 1
+        delay = settings.backoff(slot.restarts)
+        of = f" of {settings.restart_max}" if limited else ""
+        log.warning("worker %s pid %s ended: %s%s; restarting in %.1fs (restart %s%s)",
+                    slot.worker_id, pid, slot.last_exit, unasked, delay, slot.restarts, of)
+        self._schedule(slot, delay)
+
+    def _read_boot_notices(self) -> None:
+        self._boot_buffer += _drain(self._boot_r)
+        *lines, self._boot_buffer = self._boot_buffer.split(b"\n")
+        for line in lines:
+            try:
+                worker_id, pid = (int(part) for part in line.split())
+            except ValueError:
+                log.warning("ignoring a malformed boot notice %r", line)
+                continue
+            self._group_booted = True
+            slot = self._slots[worker_id] if 0 <= worker_id < len(self._slots) else None
+            if slot is not None and slot.pid == pid and slot.state == "starting":
+                log.info("worker %s pid %s booted", worker_id, pid)
+                self._set(slot, "running")
+
+    def _enforce_deadlines(self) -> None:
+        """SIGKILL what did not stop in time: after the group's drain, a memory recycle or a SIGABRT."""
+        now = time.monotonic()
+        for slot in self._live_slots():
+            if slot.killed:
+                continue
+            if self._stop_code is not None and now >= self._stop_deadline:
+                log.warning("worker %s pid %s did not stop within %.1fs; killing it",
+                            slot.worker_id, slot.pid, self.settings.drain_timeout_s + STOP_MARGIN_S)
+            elif slot.kill_at is not None and now >= slot.kill_at:
+                log.warning("worker %s pid %s is still alive; killing it", slot.worker_id, slot.pid)
+            else:
+                continue
+            self._kill(slot, signal.SIGKILL)
+            slot.killed = True
+
+    def _murder_hung_workers(self) -> None:
+        if self._stop_code is not None:
+            return  # a draining worker may be busy writing; the stop deadline bounds it
+        timeout = self.settings.heartbeat_timeout_s
+        now = time.monotonic()
+        for slot in self._live_slots():
+            if slot.kill_at is not None:
+                continue
+            silent = now - slot.heartbeat.last_beat()
+            if silent > timeout:
+                log.error("worker %s pid %s sent no heartbeat for %.1fs (timeout %.1fs); aborting it with SIGABRT",
+                          slot.worker_id, slot.pid, silent, timeout)
+                self._kill(slot, signal.SIGABRT)
+                slot.kill_at = now + min(ABORT_GRACE_S, timeout)
+
+    def _check_memory(self) -> None:
+        limit_mb = self.settings.rss_limit_mb
+        if not limit_mb or self._stop_code is not None:
+            return
+        for slot in self._live_slots():
+            if slot.kill_at is not None:
+                continue
+            try:
+                slot.process = slot.process or psutil.Process(slot.pid)
+                rss = slot.process.memory_info().rss
+            except psutil.Error:
+                continue
+            if rss > limit_mb * 1024 * 1024:
+                log.warning("worker %s pid %s uses %.0f MB RSS, above the limit of %s MB; asking it to stop "
+                            "(it drains and commits) and respawning it", slot.worker_id, slot.pid,
+                            rss / (1024 * 1024), limit_mb)
+                self._kill(slot, signal.SIGTERM)
+                slot.recycling = True
+                slot.kill_at = time.monotonic() + self.settings.drain_timeout_s + STOP_MARGIN_S
+
+    def _manage_workers(self) -> None:
+        if self._stop_code is not None:
+            return
+        now = time.monotonic()
+        for slot in self._slots:
+            if slot.state == "backoff" and slot.next_start_at <= now:
+                self._spawn(slot)
+
+    def _spawn(self, slot: Slot) -> None:
+        heartbeat = HeartbeatFile()
+        control = WorkerControl(slot.worker_id, heartbeat, self._boot_w, self.state_dir)
+        close_in_child = [self._wakeup_r, self._wakeup_w, self._boot_r]
+        close_in_child += [other.heartbeat.fileno() for other in self._slots if other.heartbeat is not None]
+        sys.stdout.flush()
+        sys.stderr.flush()
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, self._handlers)  # the child installs its own first
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+            heartbeat.close()
+            slot.restarts += 1
+            delay = self.settings.backoff(slot.restarts)
+            log.error("could not fork worker %s: %s; trying again in %.1fs", slot.worker_id, exc, delay)
+            self._schedule(slot, delay)
+            return
+        if pid == 0:
+            try:
+                run_child(self.worker_main, control, close_in_child, self._handlers)
+            finally:
+                os._exit(1)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        slot.pid, slot.heartbeat, slot.started_at = pid, heartbeat, time.monotonic()
+        self._set(slot, "starting")
+        log.info("spawned worker %s pid %s", slot.worker_id, pid)
+
+    # -- stopping -------------------------------------------------------------------------------
+
+    def _begin_stop(self, code: int, reason: str) -> None:
+        if self._stop_code is not None:
+            return
+        self._stop_code = code
+        self._stop_deadline = time.monotonic() + self.settings.drain_timeout_s + STOP_MARGIN_S
+        live = self._live_slots()
+        log.info("%s: stopping %s worker(s), waiting up to %.1fs for them to drain",
+                 reason, len(live), self.settings.drain_timeout_s + STOP_MARGIN_S)
+        for slot in live:
+            self._kill(slot, signal.SIGTERM)
+        self._stop_waiting_slots()
+
+    def _kill_now(self, reason: str) -> None:
+        if not self._stop_code:
+            self._stop_code = FAILED_EXIT
+        self._stop_deadline = time.monotonic()
+        live = self._live_slots()
+        log.warning("%s: killing %s worker(s) now", reason, len(live))
+        for slot in live:
+            self._kill(slot, signal.SIGKILL)
+            slot.killed = True
+        self._stop_waiting_slots()
+
+    def _stop_waiting_slots(self) -> None:
+        for slot in self._slots:
+            if slot.state == "backoff":
+                self._set(slot, "stopped")
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _live_slots(self) -> list[Slot]:
+        return [slot for slot in self._slots if slot.alive]
+
+    def _kill(self, slot: Slot, signum: int) -> None:
+        try:
+            os.kill(slot.pid, signum)
+        except ProcessLookupError:
+            pass  # already dead; the next reap collects it
+
+    def _set(self, slot: Slot, state: str) -> None:
+        slot.state, slot.last_change = state, time.time()
+        self._dirty = True
+
+    def _schedule(self, slot: Slot, delay: float) -> None:
+        slot.next_start_at = time.monotonic() + delay
+        self._set(slot, "backoff")
+
+    def _write_state(self, exit_code: int | None = None) -> None:
+        if not self._dirty:
+            return
+        self._dirty = False
+        now = time.monotonic()
+        state = {
+            "name": self.settings.name,
+            "pid": os.getpid(),
+            "started_at": round(self._started_at, 3),
+            "stopping": self._stop_code is not None,
+            "exit_code": exit_code,
+            "workers": [slot.describe(now) for slot in self._slots],
+        }
+        try:
+            write_state(self.state_dir / "supervisor.json", state)
+        except OSError as exc:
+            log.warning("could not write %s: %s", self.state_dir / "supervisor.json", exc)
+
+    def _open(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.state_dir.iterdir():
+            if WORKER_FILE.fullmatch(stale.name):
+                stale.unlink(missing_ok=True)
+        self._wakeup_r, self._wakeup_w = os.pipe()
+        self._boot_r, self._boot_w = os.pipe()
+        for fd in (self._wakeup_r, self._wakeup_w, self._boot_r):
+            os.set_blocking(fd, False)
+        for signum in self._handlers:
+            self._old_handlers[signum] = signal.signal(signum, self._on_signal)
+
+    def _close(self) -> None:
+        for signum, handler in self._old_handlers.items():
+            signal.signal(signum, handler)
+        for slot in self._live_slots():  # only after an exception: leave no orphans
+            self._kill(slot, signal.SIGKILL)
+            try:
+                os.waitpid(slot.pid, 0)
+            except ChildProcessError:
+                pass
+            slot.detach()
+            self._set(slot, "stopped")
+        self._dirty = True
+        self._write_state(exit_code=self._stop_code)
+        for fd in (self._wakeup_r, self._wakeup_w, self._boot_r, self._boot_w):
+            if fd >= 0:
+                os.close(fd)
+
+
+def _drain(fd: int) -> bytes:
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except (BlockingIOError, InterruptedError):
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
