@@ -1,0 +1,71 @@
+"""A consumed record after decoding: what routing and the sinks read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from conductor.errors import RecordError
+
+_UNSET: Any = object()
+
+
+@dataclass(slots=True)
+class Record:
+    """One Kafka record. `value` is the decoded JSON object, or None for a tombstone."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int  # epoch milliseconds, as Kafka stored it
+    key: bytes | None
+    value: dict[str, Any] | None
+    headers: list[tuple[str, bytes | None]]
+    raw_value: bytes | None = None
+    _key_object: Any = _UNSET
+
+    @property
+    def where(self) -> str:
+        return f"{self.topic}-{self.partition}@{self.offset}"
+
+    def key_text(self) -> str | None:
+        return None if self.key is None else self.key.decode("utf-8", errors="replace")
+
+    def key_object(self) -> Any:
+        """The key parsed as JSON (for `_key.field`); parsed once, on first use."""
+        if self._key_object is _UNSET:
+            try:
+                self._key_object = None if self.key is None else orjson.loads(self.key)
+            except orjson.JSONDecodeError:
+                self._key_object = None
+        return self._key_object
+
+    def header(self, name: str) -> bytes | None:
+        for header_name, header_value in self.headers:
+            if header_name == name:
+                return header_value
+        return None
+
+
+def decode(message: Any) -> Record:
+    """A kafka-python ConsumerRecord to a Record; a value that is not a JSON object raises
+    RecordError (the record is still returned to the policy through `undecodable`)."""
+    raw = message.value
+    value = None
+    if raw is not None:
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise RecordError(f"value is not valid JSON ({exc})") from exc
+        if type(value) is not dict:
+            raise RecordError(f"value is JSON but not an object (found {type(value).__name__})")
+    return Record(message.topic, message.partition, message.offset, message.timestamp,
+                  message.key, value, message.headers, raw)
+
+
+def undecodable(message: Any) -> Record:
+    """The record as it came, for a policy to log or send to the dead-letter topic."""
+    return Record(message.topic, message.partition, message.offset, message.timestamp,
+                  message.key, None, message.headers, message.value)

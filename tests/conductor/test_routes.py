@@ -1,0 +1,76 @@
+"""Routes compiled from KCQL: projection, targets and primary keys (pure, no server)."""
+
+from __future__ import annotations
+
+import pytest
+
+from conductor.errors import RecordError
+from conductor.kcql import parse_kcql
+from conductor.routes import compile_route, compile_routes
+from tasks.records import Record
+
+
+def record(value, key=b'{"region": "eu", "id": 7}', headers=None, offset=5) -> Record:
+    return Record("t", 2, offset, 1_700_000_000_000, key, value, headers or [("h", b"from-header")])
+
+
+def route(kcql: str):
+    (statement,) = parse_kcql(kcql)
+    return compile_route(statement)
+
+
+def test_select_star_returns_the_value_itself_without_copying() -> None:
+    value = {"sensor_id": "s1", "celsius": 20.5}
+    assert route("INSERT INTO idx SELECT * FROM t").project(record(value)) is value
+
+
+def test_fields_aliases_nested_key_and_header() -> None:
+    r = route("INSERT INTO idx SELECT a.b.c AS abc, x, _key.region AS region, _header.h, a.d.* FROM t")
+    value = {"a": {"b": {"c": 1}, "d": {"e": 2, "f": 3}}, "x": "y", "z": 0}
+    assert r.project(record(value)) == {"abc": 1, "x": "y", "region": "eu", "h": "from-header", "e": 2, "f": 3}
+
+
+def test_ignore_removes_nested_fields_without_touching_the_record() -> None:
+    r = route("INSERT INTO idx SELECT * FROM t IGNORE a.b, z")
+    value = {"a": {"b": 1, "c": 2}, "z": 0, "k": 1}
+    assert r.project(record(value)) == {"a": {"c": 2}, "k": 1}
+    assert value == {"a": {"b": 1, "c": 2}, "z": 0, "k": 1}
+
+
+def test_missing_selected_fields_are_left_out() -> None:
+    assert route("INSERT INTO idx SELECT x, y FROM t").project(record({"x": 1})) == {"x": 1}
+
+
+def test_primary_key_from_value_key_and_nested_paths() -> None:
+    r = route("INSERT INTO idx SELECT * FROM t PK sensor_id, a.b, _key.id")
+    rec = record({"sensor_id": "s1", "a": {"b": True}})
+    assert r.primary_key(rec) == ("s1", True, 7)
+    assert r.primary_key_text(rec, "|") == "s1|true|7"
+
+
+def test_a_missing_primary_key_field_is_a_record_error_that_names_it() -> None:
+    r = route("INSERT INTO idx SELECT * FROM t PK sensor_id")
+    with pytest.raises(RecordError, match=r"PK field 'sensor_id' is missing from record t-2@5"):
+        r.primary_key(record({"celsius": 1}))
+
+
+def test_a_structured_primary_key_value_is_refused() -> None:
+    r = route("INSERT INTO idx SELECT * FROM t PK a")
+    with pytest.raises(RecordError, match="is a dict, not a scalar"):
+        r.primary_key(record({"a": {"b": 1}}))
+
+
+def test_dynamic_targets_from_key_value_and_header() -> None:
+    rec = record({"room": "kitchen"})
+    assert route("INSERT INTO _key.region SELECT * FROM t").target(rec) == "eu"
+    assert route("INSERT INTO _value.room SELECT * FROM t").target(rec) == "kitchen"
+    assert route("INSERT INTO _header.h SELECT * FROM t").target(rec) == "from-header"
+    with pytest.raises(RecordError, match="target field '_value.floor' is missing from record t-2@5"):
+        route("INSERT INTO _value.floor SELECT * FROM t").target(rec)
+
+
+def test_routes_by_topic_keep_every_statement_of_a_topic() -> None:
+    routes = compile_routes(parse_kcql("INSERT INTO a SELECT * FROM t; INSERT INTO b SELECT x FROM t; "
+                                       "INSERT INTO c SELECT * FROM u"))
+    assert {topic: [r.target(record({})) for r in rs] for topic, rs in routes.items()} == {
+        "t": ["a", "b"], "u": ["c"]}
