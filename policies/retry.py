@@ -1,0 +1,21 @@
+"""RETRY: write the failed records again every retry.interval, up to max.retries, then THROW."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from conductor.errors import TaskFailed
+from policies.base import ErrorPolicy, describe
+from sinks.base import Failure
+
+
+@dataclass(frozen=True)
+class RetryPolicy(ErrorPolicy):
+    @property
+    def retries(self) -> int:
+        return self.max_retries
+
+    def give_up(self, failures: Sequence[Failure]) -> None:
+        raise TaskFailed(f"RETRY gave up after {self.max_retries} retries: {describe(failures)}",
+                         cause=failures[0].error)

@@ -1,0 +1,323 @@
+"""What one worker process runs: poll -> decode -> route -> batch -> write -> commit.
+
+Offsets are committed synchronously, and only for what was written (or forgiven by the error
+policy the user chose). A failed task commits everything before its first failed record.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import time
+import traceback
+from typing import Any
+
+from conductor import exitcodes
+from conductor.errors import RecordError, SinkUnavailable, TaskFailed
+from conductor.routes import Route
+from policies import make_policy
+from policies.base import describe
+from policies.deadletter import DeadLetterTopic
+from sinks.base import Failure, Sink
+from tasks.batch import PendingBatch, TopicPartitionKey, commit_offsets_before
+from tasks.rebalance import FlushOnRevoke
+from tasks.records import decode, undecodable
+
+log = logging.getLogger("conductor.worker")
+
+STATE_INTERVAL_S = 2.0
+UNAVAILABLE_BACKOFF_MAX_S = 30.0
+
+
+class StopRequested(Exception):
+    """The supervisor asked the worker to stop while it was waiting to retry."""
+
+
+class SinkWorker:
+    """Runs in the child after the fork; `__init__` (before the fork) only stores."""
+
+    def __init__(self, config: Any, routes: dict[str, tuple[Route, ...]], sink: Sink,
+                 supervisor_pid: int) -> None:
+        self.config = config
+        self.routes = routes
+        self.sink = sink
+        self.supervisor_pid = supervisor_pid
+
+    def __call__(self, worker_id: int, control: Any) -> int:
+        return _WorkerRun(self, worker_id, control).run()
+
+
+class _WorkerRun:
+    def __init__(self, worker: SinkWorker, worker_id: int, control: Any) -> None:
+        config = worker.config
+        self.config = config
+        self.routes = worker.routes
+        self.sink = worker.sink
+        self.worker_id = worker_id
+        self.control = control
+        self.policy = make_policy(config.error_policy, config.max_retries, config.retry_interval_ms / 1000)
+        self.batch_records = config.sink_batch_size
+        self.batch_bytes = config.worker.batch_max_bytes
+        self.linger_s = config.worker.linger_ms / 1000
+        self.tolerate_decode_errors = config.errors_tolerance == "all"
+        self.instance_id = _instance_id(config.name, worker.supervisor_pid, worker_id)
+        self.dead_letter: DeadLetterTopic | None = None
+        if config.dlq_topic:
+            self.dead_letter = DeadLetterTopic(config.dlq_topic, config.kafka.to_kafka_python_kwargs(producer=True),
+                                               config.name, worker_id, config.dlq_context_headers)
+        self.consumer: Any = None
+        self.pending = PendingBatch()
+        self.listener: FlushOnRevoke | None = None
+        self.in_rebalance = False
+        self.counts = {"written": 0, "skipped": 0, "dead_lettered": 0, "batches": 0}
+        self.last_error: str | None = None
+        self.state_due = 0.0
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def run(self) -> int:
+        try:
+            self.setup()
+        except Exception as exc:  # noqa: BLE001 - any failure to start is a boot error
+            log.error("worker %d could not start: %s", self.worker_id, exc)
+            self.control.record_state(state="boot failed", last_error=str(exc))
+            self.close()
+            return exitcodes.BOOT_ERROR
+        self.control.notify_booted()
+        log.info("worker %d consuming as %s in group %s", self.worker_id, self.instance_id, self.config.group_id)
+        try:
+            while not self.control.stop_requested:
+                self.control.heartbeat()
+                self.poll_once()
+                if self.pending and self.flush_due():
+                    self.flush()
+                self.report_state()
+            self.flush()
+            self.report_state(force=True, state="stopped")
+            return exitcodes.OK
+        except StopRequested:
+            log.info("worker %d stopped while waiting to retry; the batch stays uncommitted", self.worker_id)
+            return exitcodes.OK
+        except TaskFailed as failed:
+            self.last_error = failed.reason
+            log.error("worker %d task failed: %s\n%s", self.worker_id, failed.reason,
+                      "".join(traceback.format_exception(failed.cause or failed)))
+            self.report_state(force=True, state="failed")
+            return exitcodes.TASK_FAILED
+        finally:
+            self.close()
+
+    def setup(self) -> None:
+        from kafka import KafkaConsumer
+        from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
+
+        self.sink.setup()
+        if self.dead_letter:
+            self.dead_letter.setup()
+        consumer_kwargs = dict(self.config.kafka.to_kafka_python_kwargs())
+        consumer_kwargs.update(
+            group_id=self.config.group_id,
+            enable_auto_commit=False,
+            max_poll_records=self.batch_records,
+            partition_assignment_strategy=(CooperativeStickyAssignor,),
+        )
+        if self.config.worker.static_membership:
+            consumer_kwargs["group_instance_id"] = self.instance_id
+        self.consumer = KafkaConsumer(**consumer_kwargs)
+        self.listener = FlushOnRevoke(self.flush_for_rebalance, lambda: self.consumer._net)
+        if self.config.topics_regex:
+            self.consumer.subscribe(pattern=self.config.topics_regex, listener=self.listener)
+        else:
+            self.consumer.subscribe(topics=list(self.config.topics), listener=self.listener)
+
+    def close(self) -> None:
+        if self.consumer is not None:
+            try:
+                self.consumer.close(autocommit=False)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("worker %d: closing the consumer: %s", self.worker_id, exc)
+        if self.dead_letter:
+            self.dead_letter.close()
+        self.sink.close()
+
+    # -- poll, decode, route ---------------------------------------------------------------
+
+    def poll_once(self) -> None:
+        if self.pending:
+            timeout_s = max(0.0, self.pending.started + self.linger_s - time.monotonic())
+        else:
+            timeout_s = 1.0
+        room = max(1, self.batch_records - self.pending.records)
+        polled = self.consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=room)
+        if self.listener.error is not None:
+            error, self.listener.error = self.listener.error, None
+            raise error
+        if not polled:
+            return
+        pending, routes = self.pending, self.routes
+        writes, failures = pending.writes, pending.failures
+        for messages in polled.values():
+            for message in messages:
+                pending.note(message.topic, message.partition, message.offset,
+                             len(message.value or b"") + len(message.key or b""))
+                try:
+                    record = decode(message)
+                except RecordError as error:
+                    failures.append(Failure(undecodable(message), None, error))
+                    continue
+                topic_routes = routes.get(record.topic)
+                if topic_routes is None:
+                    failures.append(Failure(record, None, RecordError(
+                        f"no KCQL statement reads topic {record.topic!r}")))
+                    continue
+                for route in topic_routes:
+                    writes.append((record, route))
+
+    def flush_due(self) -> bool:
+        pending = self.pending
+        return (pending.records >= self.batch_records or pending.size_bytes >= self.batch_bytes
+                or time.monotonic() - pending.started >= self.linger_s)
+
+    # -- write, settle failures, commit ------------------------------------------------------
+
+    def flush(self) -> None:
+        batch, self.pending = self.pending, PendingBatch()
+        if not batch:
+            return
+        started = time.monotonic()
+        write_failed = self.write(batch.writes)
+        failed = batch.failures + write_failed
+        if failed:
+            self.settle(failed, batch)
+        self.commit(batch.last_offsets)
+        self.counts["written"] += len(batch.writes) - len(write_failed)
+        self.counts["batches"] += 1
+        log.debug("worker %d wrote %d records (%d writes, %d failed) in %.0f ms", self.worker_id,
+                  batch.records, len(batch.writes), len(failed), (time.monotonic() - started) * 1000)
+
+    def flush_for_rebalance(self) -> None:
+        self.in_rebalance = True
+        try:
+            self.flush()
+        finally:
+            self.in_rebalance = False
+
+    def write(self, writes: list) -> list[Failure]:
+        """Write, retrying what the policy allows; return the records still failing."""
+        final: list[Failure] = []
+        retries = unavailable = 0
+        while writes:
+            try:
+                failed = self.sink.write(writes)
+            except SinkUnavailable as exc:
+                limit = self.policy.retries_when_unavailable
+                if limit is not None and unavailable >= limit:
+                    raise TaskFailed(f"{self.sink.name} unavailable (after {unavailable} retries): {exc.reason}",
+                                     cause=exc) from exc
+                unavailable += 1
+                delay = self.retry_delay(unavailable)
+                log.warning("worker %d: %s unavailable (%s); writing the batch again in %.1fs (try %d)",
+                            self.worker_id, self.sink.name, exc.reason, delay, unavailable)
+                self.wait(delay)
+                continue
+            retriable = [f for f in failed if f.retriable]
+            final += [f for f in failed if not f.retriable]
+            if not retriable or retries >= self.policy.retries:
+                return final + retriable
+            retries += 1
+            log.warning("worker %d: retry %d of %d in %.1fs: %s", self.worker_id, retries, self.policy.retries,
+                        self.policy.retry_interval_s, describe(retriable))
+            self.wait(self.policy.retry_interval_s)
+            writes = [(f.record, f.route) for f in retriable]
+        return final
+
+    def retry_delay(self, attempt: int) -> float:
+        if self.policy.retries_when_unavailable is None:  # waiting for the store: back off
+            return min(UNAVAILABLE_BACKOFF_MAX_S, 0.5 * 2 ** min(attempt, 10))
+        return self.policy.retry_interval_s
+
+    def settle(self, failed: list[Failure], batch: PendingBatch) -> None:
+        """Records that are still failing go to the dead-letter topic, or the policy decides."""
+        self.last_error = describe(failed)
+        if self.config.errors_log_enable:
+            for failure in failed:
+                log.error("worker %d: record %s failed: %s", self.worker_id, failure.record.where, failure.error.reason)
+        if self.dead_letter:
+            self.dead_letter.give_up(failed)
+            self.counts["dead_lettered"] += len(failed)
+            return
+        if self.tolerate_decode_errors:
+            tolerated = [f for f in failed if f.route is None]
+            if tolerated:
+                log.warning("errors.tolerance=all skips %s", describe(tolerated))
+                self.counts["skipped"] += len(tolerated)
+            failed = [f for f in failed if f.route is not None]
+            if not failed:
+                return
+        try:
+            self.policy.give_up(failed)
+        except TaskFailed:
+            self.commit(commit_offsets_before(batch, failed), next_offsets=True)
+            raise
+        self.counts["skipped"] += len(failed)
+
+    def commit(self, offsets: dict[TopicPartitionKey, int], next_offsets: bool = False) -> None:
+        from kafka.errors import CommitFailedError
+        from kafka.structs import OffsetAndMetadata, TopicPartition
+
+        if not offsets:
+            return
+        bump = 0 if next_offsets else 1
+        to_commit = {TopicPartition(topic, partition): OffsetAndMetadata(offset + bump, "", -1)
+                     for (topic, partition), offset in offsets.items()}
+        try:
+            self.consumer.commit(to_commit)
+        except CommitFailedError as exc:
+            # The partitions moved to another worker meanwhile; it reads them again from the last
+            # commit. Document ids are deterministic, so the re-write overwrites, not duplicates.
+            log.warning("worker %d: commit refused after a rebalance (%s); the new owner re-reads", self.worker_id, exc)
+
+    def wait(self, seconds: float) -> None:
+        """Sleep between retries while staying a live member of the group and of the supervisor."""
+        deadline = time.monotonic() + seconds
+        assigned = [] if self.in_rebalance else list(self.consumer.assignment())
+        if assigned:
+            self.consumer.pause(*assigned)
+        try:
+            while (remaining := deadline - time.monotonic()) > 0:
+                self.control.heartbeat()
+                if self.control.stop_requested:
+                    raise StopRequested()
+                if self.in_rebalance:
+                    time.sleep(min(remaining, 0.5))
+                else:
+                    self.consumer.poll(timeout_ms=int(min(remaining, 0.5) * 1000))
+        finally:
+            if assigned:
+                self.consumer.resume(*[tp for tp in assigned if tp in self.consumer.assignment()])
+
+    # -- status ------------------------------------------------------------------------------
+
+    def report_state(self, force: bool = False, state: str = "running") -> None:
+        now = time.monotonic()
+        if not force and now < self.state_due:
+            return
+        self.state_due = now + STATE_INTERVAL_S
+        partitions = []
+        for tp in sorted(self.consumer.assignment()) if self.consumer else []:
+            highwater = self.consumer.highwater(tp)
+            try:
+                position = self.consumer.position(tp, timeout_ms=0) if highwater is not None else None
+            except Exception:  # noqa: BLE001 - position unknown right after assignment
+                position = None
+            lag = None if highwater is None or position is None else max(0, highwater - position)
+            partitions.append({"topic": tp.topic, "partition": tp.partition, "position": position, "lag": lag})
+        self.control.record_state(state=state, partitions=partitions, last_error=self.last_error,
+                                  instance_id=self.instance_id, **self.counts)
+
+
+def _instance_id(name: str, supervisor_pid: int, worker_id: int) -> str:
+    """Stable across a respawn of the same slot; distinct for another `conductor start`."""
+    raw = f"{name}-{socket.gethostname()}-{supervisor_pid}-{worker_id}"
+    return re.sub(r"[^A-Za-z0-9._-]", "_", raw)[:249]
