@@ -1,0 +1,169 @@
+"""Helpers for running `conductor start` against the real servers in tests.
+
+Import as `from support.pipeline import ...` (pytest puts tests/ on sys.path)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+from elasticsearch import Elasticsearch
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import NewTopic
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str, pause: float = 0.5) -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(pause)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def create_topic(bootstrap: str, partitions: int, prefix: str = "readings") -> str:
+    topic = unique(prefix)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+    finally:
+        admin.close()
+    return topic
+
+
+def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes | None, int | None]],
+            partition: int | None = None) -> int:
+    """Produce (key, value, timestamp_ms) triples; returns how many were acknowledged."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=512 * 1024, acks="all")
+    futures = [producer.send(topic, key=key, value=value, timestamp_ms=ts, partition=partition)
+               for key, value, ts in records]
+    producer.flush()
+    for future in futures:
+        future.get(timeout=60)
+    producer.close()
+    return len(futures)
+
+
+def reading(n: int, timestamp_ms: int, sensors: int = 500) -> bytes:
+    return orjson.dumps({"reading_id": n, "sensor_id": f"sensor-{n % sensors:04d}",
+                         "celsius": round(15 + (n % 100) / 10, 1), "timestamp": timestamp_ms})
+
+
+def committed_offsets(bootstrap: str, group: str) -> dict[int, int]:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        offsets = admin.list_group_offsets(group)[group]
+    finally:
+        admin.close()
+    return {tp.partition: meta.offset for tp, meta in offsets.items()}
+
+
+def es_count(url: str, index: str) -> int:
+    client = Elasticsearch(url)
+    try:
+        client.indices.refresh(index=index, ignore_unavailable=True, allow_no_indices=True)
+        return client.count(index=index, ignore_unavailable=True, allow_no_indices=True)["count"]
+    finally:
+        client.close()
+
+
+def write_config(directory: Path, name: str, topic: str, kcql: str, elasticsearch: str, kafka: str,
+                 **settings: object) -> Path:
+    host, port = elasticsearch.removeprefix("http://").split(":")
+    lines = {
+        "name": name,
+        "connector.class": "io.lenses.streamreactor.connect.elastic8.ElasticSinkConnector",
+        "tasks.max": 3,
+        "topics": topic,
+        "bootstrap.servers": kafka,
+        "connect.elastic.hosts": host,
+        "connect.elastic.port": port,
+        "connect.elastic.kcql": kcql,
+        "conductor.linger.ms": 200,
+        "conductor.heartbeat.timeout.s": 30,
+        "conductor.restart.backoff.initial.s": 0.5,
+        **{key.replace("__", "."): value for key, value in settings.items()},
+    }
+    path = directory / f"{name}.properties"
+    path.write_text("".join(f"{key}={value}\n" for key, value in lines.items()))
+    return path
+
+
+@dataclass
+class Conductor:
+    """One `conductor start` process with its own state folder."""
+
+    config: Path
+    state_dir: Path
+    workers: int = 3
+    process: subprocess.Popen | None = None
+    log: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log = self.state_dir / "conductor.log"
+
+    def start(self) -> Conductor:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "CONDUCTOR_STATE_DIR": str(self.state_dir)}
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "conductor.cli", "start", "--workers", str(self.workers),
+                 "--config", str(self.config)],
+                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        return self
+
+    def states(self) -> list[dict]:
+        found = []
+        for path in self.state_dir.glob("*/worker-*.json"):
+            try:
+                found.append(json.loads(path.read_text()))
+            except (OSError, ValueError):
+                pass
+        return found
+
+    def supervisor_state(self) -> dict:
+        for path in self.state_dir.glob("*/supervisor.json"):
+            return json.loads(path.read_text())
+        return {}
+
+    def worker_pids(self) -> list[int]:
+        return [w["pid"] for w in self.supervisor_state().get("workers", []) if w.get("pid")]
+
+    def partitions(self) -> set[int]:
+        return {p["partition"] for state in self.states() if state.get("state") == "running"
+                for p in state.get("partitions", [])}
+
+    def stop(self, timeout: float = 60) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+    def wait(self, timeout: float) -> int:
+        assert self.process is not None
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"conductor did not exit within {timeout}s; log:\n{self.output()}")
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-6000:]
