@@ -5,9 +5,9 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test up down status venv
 
-# Servers up, sample readings into Kafka.
-demo: venv up
-	$(BIN)/conductor produce-readings --topic temperatures.aggregated --partitions 6 --count 10000
+# Servers up, sample readings into Kafka, `conductor start --workers 3`, documents in Elasticsearch.
+demo: venv
+	BIN=$(BIN) examples/demo.sh
 
 # The whole test suite against the real servers (started once for the session if not up).
 test: venv
