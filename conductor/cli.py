@@ -48,6 +48,9 @@ def validate(config_path: str, bootstrap_servers: str | None) -> None:
     """Print the routes a config describes, or every problem in it (exit 1)."""
     try:
         connector = _load(config_path, bootstrap_servers)
+        schema_problems = connector.sink.check_schema() if hasattr(connector.sink, "check_schema") else []
+        if schema_problems:
+            raise ConfigError(schema_problems, source=connector.config.source)
     except ConfigError as error:
         click.echo(f"{error.source}: {len(error.problems)} problem(s)", err=True)
         for problem in error.problems:
@@ -66,7 +69,12 @@ def validate(config_path: str, bootstrap_servers: str | None) -> None:
         if statement.ignored:
             click.echo(f"    ignore: {', '.join(i.dotted for i in statement.ignored)}")
         pk = ", ".join(k.dotted for k in statement.primary_keys)
-        click.echo(f"    document id: {pk + ' joined by ' + repr(config.elastic.pk_separator) if pk and config.elastic else pk or 'topic-partition-offset'}")
+        if config.elastic is not None:
+            document_id = f"{pk} joined by {config.elastic.pk_separator!r}" if pk else "topic-partition-offset"
+            click.echo(f"    document id: {document_id}")
+        else:
+            click.echo(f"    table: {statement.target.name} in keyspace {config.cassandra.keyspace} "
+                       "(primary key from the table's schema)")
         for clause, value in (("autocreate", statement.autocreate), ("pipeline", statement.pipeline),
                               ("batch", statement.batch_size), ("ttl", statement.ttl),
                               ("properties", dict(statement.properties) or None)):
@@ -78,6 +86,12 @@ def validate(config_path: str, bootstrap_servers: str | None) -> None:
                f"; errors.tolerance={config.errors_tolerance}")
     for warning in config.warnings:
         click.echo(f"  warning: {warning}")
+
+
+def _write_timeout_s(config) -> float:
+    if config.elastic is not None:
+        return config.elastic.write_timeout_ms / 1000
+    return 60.0  # the Cassandra sink's retry deadline within one write
 
 
 @main.command()
@@ -101,7 +115,8 @@ def start(config_path: str, bootstrap_servers: str | None, workers: int | None) 
         logging.getLogger("conductor.config").warning("%s", warning)
     settings = SupervisorSettings(
         workers=workers or config.tasks_max,
-        heartbeat_timeout_s=config.worker.heartbeat_timeout_s,
+        # A write may legitimately take up to the sink's write timeout without a heartbeat.
+        heartbeat_timeout_s=max(config.worker.heartbeat_timeout_s, _write_timeout_s(config) + 30),
         drain_timeout_s=config.worker.drain_timeout_s,
         rss_limit_mb=config.worker.rss_limit_mb,
         restart_backoff_initial_s=config.worker.restart_backoff_initial_s,

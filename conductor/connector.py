@@ -17,6 +17,7 @@ from sinks.base import Sink
 
 SINK_BUILDERS = {
     "elasticsearch": "conductor.connector:build_elasticsearch_sink",
+    "cassandra": "sinks.cassandra:build_cassandra_sink",
 }
 
 
