@@ -21,6 +21,9 @@ class PendingBatch:
     records: int = 0
     size_bytes: int = 0
     started: float = 0.0
+    # Partitions revoked while this batch was being written: another worker owns them now, so
+    # their records are not retried and their offsets are not committed from here.
+    released: set[TopicPartitionKey] = field(default_factory=set)
 
     def __bool__(self) -> bool:
         return self.records > 0
@@ -35,6 +38,12 @@ class PendingBatch:
     def partitions(self) -> set[TopicPartitionKey]:
         return set(self.last_offsets)
 
+    def owned(self, key: TopicPartitionKey) -> bool:
+        return key not in self.released
+
+    def offsets_to_commit(self) -> dict[TopicPartitionKey, int]:
+        return {key: offset for key, offset in self.last_offsets.items() if key not in self.released}
+
 
 def commit_offsets_before(batch: PendingBatch, failed: list[Failure]) -> dict[TopicPartitionKey, int]:
     """Offsets to commit when the task fails: per partition, everything before the first
@@ -43,4 +52,4 @@ def commit_offsets_before(batch: PendingBatch, failed: list[Failure]) -> dict[To
     for failure in failed:
         key = (failure.record.topic, failure.record.partition)
         first_failed[key] = min(first_failed.get(key, failure.record.offset), failure.record.offset)
-    return {key: first_failed.get(key, last + 1) for key, last in batch.last_offsets.items()}
+    return {key: first_failed.get(key, last + 1) for key, last in batch.offsets_to_commit().items()}

@@ -19,7 +19,7 @@ log = logging.getLogger("conductor.worker")
 
 
 class FlushOnRevoke(AsyncConsumerRebalanceListener):
-    def __init__(self, flush: Callable[[], None], loop_of: Callable[[], Any]) -> None:
+    def __init__(self, flush: Callable[[set[tuple[str, int]]], None], loop_of: Callable[[], Any]) -> None:
         self._flush = flush
         self._loop_of = loop_of  # the consumer's network loop, for call_soon_threadsafe
         self.error: BaseException | None = None
@@ -32,7 +32,7 @@ class FlushOnRevoke(AsyncConsumerRebalanceListener):
 
         def flush_then_signal() -> None:
             try:
-                self._flush()
+                self._flush({(tp.topic, tp.partition) for tp in revoked})
             except BaseException as exc:  # noqa: BLE001 - handed to the worker's main loop
                 self.error = exc
             loop.call_soon_threadsafe(lambda: done.success(None))

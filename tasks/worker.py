@@ -68,6 +68,7 @@ class _WorkerRun:
                                                config.name, worker_id, config.dlq_context_headers)
         self.consumer: Any = None
         self.pending = PendingBatch()
+        self.in_flight: PendingBatch | None = None  # the batch being written, retried or committed
         self.listener: FlushOnRevoke | None = None
         self.in_rebalance = False
         self.counts = {"written": 0, "skipped": 0, "dead_lettered": 0, "batches": 0}
@@ -122,6 +123,8 @@ class _WorkerRun:
             max_poll_records=self.batch_records,
             partition_assignment_strategy=(CooperativeStickyAssignor,),
         )
+        # Kafka assigns partitions on the next heartbeat after the group forms: 1 s, not 3 s.
+        consumer_kwargs.setdefault("heartbeat_interval_ms", 1000)
         if self.config.worker.static_membership:
             consumer_kwargs["group_instance_id"] = self.instance_id
         self.consumer = KafkaConsumer(**consumer_kwargs)
@@ -186,28 +189,43 @@ class _WorkerRun:
         if not batch:
             return
         started = time.monotonic()
-        write_failed = self.write(batch.writes)
-        failed = batch.failures + write_failed
-        if failed:
-            self.settle(failed, batch)
-        self.commit(batch.last_offsets)
+        self.in_flight = batch
+        try:
+            write_failed = self.write(batch)
+            failed = batch.failures + write_failed
+            if failed:
+                self.settle(failed, batch)
+            self.commit(batch.offsets_to_commit())
+        finally:
+            self.in_flight = None
         self.counts["written"] += len(batch.writes) - len(write_failed)
         self.counts["batches"] += 1
         log.debug("worker %d wrote %d records (%d writes, %d failed) in %.0f ms", self.worker_id,
                   batch.records, len(batch.writes), len(failed), (time.monotonic() - started) * 1000)
 
-    def flush_for_rebalance(self) -> None:
+    def flush_for_rebalance(self, revoked: set[TopicPartitionKey]) -> None:
+        """Runs on a thread while the main thread is inside poll(): either between batches (then
+        what is pending is written and committed here) or waiting to retry a batch in flight
+        (then that batch lets go of the revoked partitions)."""
+        in_flight = self.in_flight
+        if in_flight is not None:
+            in_flight.released |= revoked & in_flight.partitions()
+            return
         self.in_rebalance = True
         try:
             self.flush()
         finally:
             self.in_rebalance = False
 
-    def write(self, writes: list) -> list[Failure]:
+    def write(self, batch: PendingBatch) -> list[Failure]:
         """Write, retrying what the policy allows; return the records still failing."""
         final: list[Failure] = []
         retries = unavailable = 0
+        writes = batch.writes
         while writes:
+            if batch.released:
+                writes = [(record, route) for record, route in writes
+                          if batch.owned((record.topic, record.partition))]
             try:
                 failed = self.sink.write(writes)
             except SinkUnavailable as exc:
@@ -279,11 +297,12 @@ class _WorkerRun:
             log.warning("worker %d: commit refused after a rebalance (%s); the new owner re-reads", self.worker_id, exc)
 
     def wait(self, seconds: float) -> None:
-        """Sleep between retries while staying a live member of the group and of the supervisor."""
+        """Sleep between retries while staying a live member of the group and of the supervisor.
+
+        Polling keeps the group membership; every partition is paused before each poll (the
+        assignment can grow during a wait), and anything a poll still returns is sought back,
+        so no record is read past without being written."""
         deadline = time.monotonic() + seconds
-        assigned = [] if self.in_rebalance else list(self.consumer.assignment())
-        if assigned:
-            self.consumer.pause(*assigned)
         try:
             while (remaining := deadline - time.monotonic()) > 0:
                 self.control.heartbeat()
@@ -291,11 +310,13 @@ class _WorkerRun:
                     raise StopRequested()
                 if self.in_rebalance:
                     time.sleep(min(remaining, 0.5))
-                else:
-                    self.consumer.poll(timeout_ms=int(min(remaining, 0.5) * 1000))
+                    continue
+                self.consumer.pause(*self.consumer.assignment())
+                for tp, messages in self.consumer.poll(timeout_ms=int(min(remaining, 0.5) * 1000)).items():
+                    self.consumer.seek(tp, messages[0].offset)
         finally:
-            if assigned:
-                self.consumer.resume(*[tp for tp in assigned if tp in self.consumer.assignment()])
+            if not self.in_rebalance:
+                self.consumer.resume(*self.consumer.paused())
 
     # -- status ------------------------------------------------------------------------------
 

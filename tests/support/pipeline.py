@@ -97,7 +97,7 @@ def write_config(directory: Path, name: str, topic: str, kcql: str, elasticsearc
         "connect.elastic.port": port,
         "connect.elastic.kcql": kcql,
         "conductor.linger.ms": 200,
-        "conductor.heartbeat.timeout.s": 30,
+        "conductor.worker.heartbeat.timeout.s": 30,
         "conductor.restart.backoff.initial.s": 0.5,
         **{key.replace("__", "."): value for key, value in settings.items()},
     }
@@ -167,3 +167,26 @@ class Conductor:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")[-6000:]
+
+
+def write_cassandra_config(directory: Path, name: str, topic: str, kcql: str, cassandra: tuple, kafka: str,
+                           keyspace: str, **settings: object) -> Path:
+    hosts, port = cassandra
+    lines = {
+        "name": name,
+        "connector.class": "io.lenses.streamreactor.connect.cassandra.sink.CassandraSinkConnector",
+        "tasks.max": 3,
+        "topics": topic,
+        "bootstrap.servers": kafka,
+        "connect.cassandra.contact.points": ",".join(hosts),
+        "connect.cassandra.port": port,
+        "connect.cassandra.key.space": keyspace,
+        "connect.cassandra.kcql": kcql,
+        "conductor.linger.ms": 200,
+        "conductor.worker.heartbeat.timeout.s": 30,
+        "conductor.restart.backoff.initial.s": 0.5,
+        **{key.replace("__", "."): value for key, value in settings.items()},
+    }
+    path = directory / f"{name}.properties"
+    path.write_text("".join(f"{key}={value}\n" for key, value in lines.items()))
+    return path
