@@ -3,7 +3,7 @@
 With a Docker engine that answers, pytest-docker runs compose/docker-compose.yml; otherwise
 compose/local fetches and starts the servers on 127.0.0.1. Either way they start once per test
 session. Servers that were already up (as .ci/run and `make up` leave them) are reused and left
-running; servers this session started are stopped at its end unless CONDUCTOR_KEEP_SERVERS=1.
+running; the servers this session started are stopped at its end unless CONDUCTOR_KEEP_SERVERS=1.
 """
 
 from __future__ import annotations
@@ -57,15 +57,24 @@ def _settings() -> Servers:
     )
 
 
-def _all_answer(servers: Servers) -> bool:
+def _not_answering(servers: Servers) -> list[str]:
     host, port = servers.kafka_bootstrap.rsplit(":", 1)
-    try:
-        probes.kafka_metadata(host, int(port))
-        probes.elasticsearch_health(servers.elasticsearch_url)
-        probes.cassandra_query(servers.cassandra_hosts[0], servers.cassandra_port)
-    except probes.ProbeFailed:
-        return False
-    return True
+    checks = {
+        "kafka": lambda: probes.kafka_metadata(host, int(port)),
+        "elasticsearch": lambda: probes.elasticsearch_health(servers.elasticsearch_url),
+        "cassandra": lambda: probes.cassandra_query(servers.cassandra_hosts[0], servers.cassandra_port),
+    }
+    silent = []
+    for name, check in checks.items():
+        try:
+            check()
+        except probes.ProbeFailed:
+            silent.append(name)
+    return silent
+
+
+def _all_answer(servers: Servers) -> bool:
+    return not _not_answering(servers)
 
 
 @pytest.fixture(scope="session")
@@ -81,7 +90,8 @@ def docker_compose_project_name() -> str:
 @pytest.fixture(scope="session")
 def servers(request: pytest.FixtureRequest) -> Servers:
     settings = _settings()
-    if _all_answer(settings):
+    missing = _not_answering(settings)
+    if not missing:
         yield settings
         return
     if _docker_engine_answers():
@@ -89,14 +99,14 @@ def servers(request: pytest.FixtureRequest) -> Servers:
         docker_services.wait_until_responsive(check=lambda: _all_answer(settings), timeout=300.0, pause=2.0)
         yield settings
         return
-    started = _launcher("up")
+    started = _launcher("up", *missing)
     if started.returncode != 0:
         pytest.fail(f"compose/local up failed:\n{started.stdout}\n{started.stderr}", pytrace=False)
     try:
         yield settings
     finally:
         if not os.environ.get("CONDUCTOR_KEEP_SERVERS"):
-            _launcher("down")
+            _launcher("down", *missing)  # only what this session started
 
 
 @pytest.fixture(scope="session")
