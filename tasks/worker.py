@@ -68,9 +68,11 @@ class _WorkerRun:
                                                config.name, worker_id, config.dlq_context_headers)
         self.consumer: Any = None
         self.pending = PendingBatch()
+        self.committed: dict[TopicPartitionKey, int] = {}  # next offset to read, as committed here
+        self.next_offsets: dict[TopicPartitionKey, int] = {}  # next offset to read, as polled here
+        self.in_rebalance = False
         self.in_flight: PendingBatch | None = None  # the batch being written, retried or committed
         self.listener: FlushOnRevoke | None = None
-        self.in_rebalance = False
         self.counts = {"written": 0, "skipped": 0, "dead_lettered": 0, "batches": 0}
         self.last_error: str | None = None
         self.state_due = 0.0
@@ -160,7 +162,9 @@ class _WorkerRun:
             return
         pending, routes = self.pending, self.routes
         writes, failures = pending.writes, pending.failures
-        for messages in polled.values():
+        next_offsets = self.next_offsets
+        for tp, messages in polled.items():
+            next_offsets[(tp.topic, tp.partition)] = messages[-1].offset + 1
             for message in messages:
                 pending.note(message.topic, message.partition, message.offset,
                              len(message.value or b"") + len(message.key or b""))
@@ -204,9 +208,9 @@ class _WorkerRun:
                   batch.records, len(batch.writes), len(failed), (time.monotonic() - started) * 1000)
 
     def flush_for_rebalance(self, revoked: set[TopicPartitionKey]) -> None:
-        """Runs on a thread while the main thread is inside poll(): either between batches (then
-        what is pending is written and committed here) or waiting to retry a batch in flight
-        (then that batch lets go of the revoked partitions)."""
+        """Runs on a thread while kafka-python rebalances: between batches, what is pending is
+        written and committed here; with a batch in flight (written or waiting to be retried on
+        the main thread), that batch lets go of the revoked partitions."""
         in_flight = self.in_flight
         if in_flight is not None:
             in_flight.released |= revoked & in_flight.partitions()
@@ -291,6 +295,7 @@ class _WorkerRun:
                      for (topic, partition), offset in offsets.items()}
         try:
             self.consumer.commit(to_commit)
+            self.committed.update({key: offset + bump for key, offset in offsets.items()})
         except CommitFailedError as exc:
             # The partitions moved to another worker meanwhile; it reads them again from the last
             # commit. Document ids are deterministic, so the re-write overwrites, not duplicates.
@@ -299,9 +304,11 @@ class _WorkerRun:
     def wait(self, seconds: float) -> None:
         """Sleep between retries while staying a live member of the group and of the supervisor.
 
-        Polling keeps the group membership; every partition is paused before each poll (the
-        assignment can grow during a wait), and anything a poll still returns is sought back,
-        so no record is read past without being written."""
+        Polling keeps the worker in the group (a rebalance can move partitions away from a batch
+        that is stuck). Every partition is paused before each poll, since the assignment can grow
+        during a wait, and anything a poll still returns is sought back. At the end every
+        partition is sought to the next offset this worker would read: that drops records
+        kafka-python 3.0 parked while paused, which it can otherwise fail to hand out again."""
         deadline = time.monotonic() + seconds
         try:
             while (remaining := deadline - time.monotonic()) > 0:
@@ -316,7 +323,14 @@ class _WorkerRun:
                     self.consumer.seek(tp, messages[0].offset)
         finally:
             if not self.in_rebalance:
-                self.consumer.resume(*self.consumer.paused())
+                self.resume_where_read()
+
+    def resume_where_read(self) -> None:
+        for tp in self.consumer.paused():
+            next_offset = self.next_offsets.get((tp.topic, tp.partition))
+            if next_offset is not None and tp in self.consumer.assignment():
+                self.consumer.seek(tp, next_offset)
+        self.consumer.resume(*self.consumer.paused())
 
     # -- status ------------------------------------------------------------------------------
 
@@ -325,15 +339,14 @@ class _WorkerRun:
         if not force and now < self.state_due:
             return
         self.state_due = now + STATE_INTERVAL_S
+        # Positions come from what this worker committed, never from consumer.position(): that
+        # call refreshes committed offsets and resets positions as a side effect.
         partitions = []
         for tp in sorted(self.consumer.assignment()) if self.consumer else []:
+            position = self.committed.get((tp.topic, tp.partition))
             highwater = self.consumer.highwater(tp)
-            try:
-                position = self.consumer.position(tp, timeout_ms=0) if highwater is not None else None
-            except Exception:  # noqa: BLE001 - position unknown right after assignment
-                position = None
             lag = None if highwater is None or position is None else max(0, highwater - position)
-            partitions.append({"topic": tp.topic, "partition": tp.partition, "position": position, "lag": lag})
+            partitions.append({"topic": tp.topic, "partition": tp.partition, "committed": position, "lag": lag})
         self.control.record_state(state=state, partitions=partitions, last_error=self.last_error,
                                   instance_id=self.instance_id, **self.counts)
 

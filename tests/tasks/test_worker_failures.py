@@ -355,10 +355,10 @@ def test_retry_absorbs_an_elasticsearch_outage_mid_run(kafka, elasticsearch, con
         wait_for(lambda: committed_offsets(kafka, f"connect-{name}") == ends, 30,
                  "offsets committed up to the end of every partition")
     except AssertionError as timed_out:
-        positions = {p["partition"]: p["position"] for state in conductor.states() for p in state.get("partitions", [])}
+        positions = {p["partition"]: p["committed"] for state in conductor.states() for p in state.get("partitions", [])}
         raise AssertionError(
             f"{timed_out}: committed {committed_offsets(kafka, f'connect-{name}')}, end offsets {ends}, "
-            f"worker positions {positions}; log:\n{log_digest(conductor)}") from None
+            f"worker committed positions {positions}; log:\n{log_digest(conductor)}") from None
     assert es_count(elasticsearch, index) == total, "exactly one document per record: nothing lost"
 
     assert conductor.process.poll() is None, f"the RETRY policy must absorb the outage; log:\n{conductor.output()}"
@@ -491,8 +491,8 @@ def test_partitions_assigned_while_a_batch_is_retried_lose_no_records(kafka, ela
         pass  # reported below, with the document count
     committed = committed_offsets(kafka, f"connect-{name}")
     count = es_count(elasticsearch, index)
-    positions = {p["partition"]: p["position"] for state in stays.states() for p in state.get("partitions", [])}
+    positions = {p["partition"]: p["committed"] for state in stays.states() for p in state.get("partitions", [])}
     assert (count, committed) == (4400, ends), (
-        f"{count} of 4400 documents written; committed {committed}, end offsets {ends}, positions of the "
+        f"{count} of 4400 documents written; committed {committed}, end offsets {ends}, committed positions of the "
         f"remaining member {positions}; log:\n{log_digest(stays, 30)}")
     assert stays.stop() == 0
