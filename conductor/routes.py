@@ -19,7 +19,8 @@ MISSING: Any = object()
 Getter = Callable[[Record], Any]
 
 
-def _dig(container: Any, path: tuple[str, ...]) -> Any:
+def dig(container: Any, path: tuple[str, ...]) -> Any:
+    """The value at `path` inside nested dicts, or MISSING."""
     for part in path:
         if type(container) is not dict:
             return MISSING
@@ -35,11 +36,11 @@ def compile_getter(field_path: FieldPath) -> Getter:
         if len(path) == 1:
             (name,) = path
             return lambda record: MISSING if record.value is None else record.value.get(name, MISSING)
-        return lambda record: _dig(record.value, path)
+        return lambda record: dig(record.value, path)
     if field_path.source == "key":
         if not path:
             return lambda record: MISSING if record.key is None else record.key_text()
-        return lambda record: _dig(record.key_object(), path)
+        return lambda record: dig(record.key_object(), path)
     (header_name, *rest) = path
     inner = tuple(rest)
 

@@ -35,7 +35,7 @@ from cassandra.query import UNSET_VALUE, BatchStatement, BatchType, BoundStateme
 
 from conductor.config import ConnectorConfig
 from conductor.errors import ConfigError, RecordError, RetriableRecordError, SinkUnavailable
-from conductor.routes import MISSING, Route
+from conductor.routes import MISSING, Route, dig
 from sinks.base import Batch, Failure, Sink
 from sinks.cassandra_types import Converter, Unconvertible, converter, shown, type_name
 from tasks.records import Record
@@ -623,16 +623,6 @@ class CassandraSink(Sink):
                 time.sleep(min(delay, max(deadline - time.monotonic(), 0)))
                 delay = min(delay * 2, settings.retry_backoff_max_s)
             pending = again + [unit for unit, _ in retry]
-
-
-def dig(container: Any, path: tuple[str, ...]) -> Any:
-    for part in path:
-        if type(container) is not dict:
-            return MISSING
-        container = container.get(part, MISSING)
-        if container is MISSING:
-            return MISSING
-    return container
 
 
 def build_cassandra_sink(config: ConnectorConfig, routes: list[Route]) -> CassandraSink:
