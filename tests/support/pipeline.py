@@ -84,18 +84,16 @@ def es_count(url: str, index: str) -> int:
         client.close()
 
 
-def write_config(directory: Path, name: str, topic: str, kcql: str, elasticsearch: str, kafka: str,
-                 **settings: object) -> Path:
-    host, port = elasticsearch.removeprefix("http://").split(":")
+def _write_properties(directory: Path, name: str, topic: str, kafka: str, connector_class: str,
+                      sink_settings: dict[str, object], settings: dict[str, object]) -> Path:
+    """A connector .properties file; `settings` keys spell dots as `__` (connect__elastic__x)."""
     lines = {
         "name": name,
-        "connector.class": "io.lenses.streamreactor.connect.elastic8.ElasticSinkConnector",
+        "connector.class": connector_class,
         "tasks.max": 3,
         "topics": topic,
         "bootstrap.servers": kafka,
-        "connect.elastic.hosts": host,
-        "connect.elastic.port": port,
-        "connect.elastic.kcql": kcql,
+        **sink_settings,
         "conductor.linger.ms": 200,
         "conductor.worker.heartbeat.timeout.s": 30,
         "conductor.restart.backoff.initial.s": 0.5,
@@ -104,6 +102,14 @@ def write_config(directory: Path, name: str, topic: str, kcql: str, elasticsearc
     path = directory / f"{name}.properties"
     path.write_text("".join(f"{key}={value}\n" for key, value in lines.items()))
     return path
+
+
+def write_config(directory: Path, name: str, topic: str, kcql: str, elasticsearch: str, kafka: str,
+                 **settings: object) -> Path:
+    host, port = elasticsearch.removeprefix("http://").split(":")
+    return _write_properties(
+        directory, name, topic, kafka, "io.lenses.streamreactor.connect.elastic8.ElasticSinkConnector",
+        {"connect.elastic.hosts": host, "connect.elastic.port": port, "connect.elastic.kcql": kcql}, settings)
 
 
 @dataclass
@@ -172,21 +178,7 @@ class Conductor:
 def write_cassandra_config(directory: Path, name: str, topic: str, kcql: str, cassandra: tuple, kafka: str,
                            keyspace: str, **settings: object) -> Path:
     hosts, port = cassandra
-    lines = {
-        "name": name,
-        "connector.class": "io.lenses.streamreactor.connect.cassandra.sink.CassandraSinkConnector",
-        "tasks.max": 3,
-        "topics": topic,
-        "bootstrap.servers": kafka,
-        "connect.cassandra.contact.points": ",".join(hosts),
-        "connect.cassandra.port": port,
-        "connect.cassandra.key.space": keyspace,
-        "connect.cassandra.kcql": kcql,
-        "conductor.linger.ms": 200,
-        "conductor.worker.heartbeat.timeout.s": 30,
-        "conductor.restart.backoff.initial.s": 0.5,
-        **{key.replace("__", "."): value for key, value in settings.items()},
-    }
-    path = directory / f"{name}.properties"
-    path.write_text("".join(f"{key}={value}\n" for key, value in lines.items()))
-    return path
+    return _write_properties(
+        directory, name, topic, kafka, "io.lenses.streamreactor.connect.cassandra.sink.CassandraSinkConnector",
+        {"connect.cassandra.contact.points": ",".join(hosts), "connect.cassandra.port": port,
+         "connect.cassandra.key.space": keyspace, "connect.cassandra.kcql": kcql}, settings)
