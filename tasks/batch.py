@@ -28,12 +28,13 @@ class PendingBatch:
     def __bool__(self) -> bool:
         return self.records > 0
 
-    def note(self, topic: str, partition: int, offset: int, size: int) -> None:
+    def note(self, key: TopicPartitionKey, last_offset: int, records: int, size: int) -> None:
+        """Account for one partition's share of a poll (once per partition, not per record)."""
         if not self.records:
             self.started = time.monotonic()
-        self.records += 1
+        self.records += records
         self.size_bytes += size
-        self.last_offsets[(topic, partition)] = offset
+        self.last_offsets[key] = last_offset
 
     def partitions(self) -> set[TopicPartitionKey]:
         return set(self.last_offsets)

@@ -164,22 +164,23 @@ class _WorkerRun:
         writes, failures = pending.writes, pending.failures
         next_offsets = self.next_offsets
         for tp, messages in polled.items():
-            next_offsets[(tp.topic, tp.partition)] = messages[-1].offset + 1
+            key, last_offset, size = (tp.topic, tp.partition), messages[-1].offset, 0
+            next_offsets[key] = last_offset + 1
+            topic_routes = routes.get(tp.topic)
             for message in messages:
-                pending.note(message.topic, message.partition, message.offset,
-                             len(message.value or b"") + len(message.key or b""))
+                size += len(message.value or b"") + len(message.key or b"")
                 try:
                     record = decode(message)
                 except RecordError as error:
                     failures.append(Failure(undecodable(message), None, error))
                     continue
-                topic_routes = routes.get(record.topic)
                 if topic_routes is None:
                     failures.append(Failure(record, None, RecordError(
                         f"no KCQL statement reads topic {record.topic!r}")))
                     continue
                 for route in topic_routes:
                     writes.append((record, route))
+            pending.note(key, last_offset, len(messages), size)
 
     def flush_due(self) -> bool:
         pending = self.pending
