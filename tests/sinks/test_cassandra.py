@@ -23,26 +23,14 @@ from cassandra.protocol import InvalidRequest
 
 from conductor.config import parse_config
 from conductor.errors import ConfigError, RecordError, RetriableRecordError, SinkUnavailable
-from conductor.kcql import parse_kcql
-from conductor.routes import Route, compile_route
+from conductor.routes import Route
 from sinks.cassandra import CassandraSink, CassandraSinkSettings, build_cassandra_sink
-from tasks.records import Record
+from support.records import TS, record, route
 
-TS = int(datetime(2025, 12, 29, 12, 0, tzinfo=timezone.utc).timestamp() * 1000)
 HOME = uuid.UUID("7d444840-9dc0-11d1-b245-5ffdce74fad2")
 READINGS = """(sensor_id text, ts timestamp, celsius double, humidity float, home uuid,
     tags set<text>, attrs map<text, int>, day date, reading_id bigint, ok boolean, price decimal,
     PRIMARY KEY ((sensor_id), ts))"""
-
-
-def route(kcql: str) -> Route:
-    return compile_route(parse_kcql(kcql)[0])
-
-
-def record(offset: int, value: dict[str, Any] | None, *, key: bytes | None = None,
-           topic: str = "readings", timestamp: int = TS) -> Record:
-    raw = None if value is None else orjson.dumps(value)
-    return Record(topic, 0, offset, timestamp, key, value, [], raw)
 
 
 def reading(n: int, **fields: Any) -> dict[str, Any]:

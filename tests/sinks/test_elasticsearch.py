@@ -18,22 +18,11 @@ import pytest
 from elasticsearch import Elasticsearch
 
 from conductor.errors import RecordError, RetriableRecordError, SinkUnavailable
-from conductor.kcql import parse_kcql
-from conductor.routes import Route, compile_route
+from conductor.routes import Route
 from sinks.elasticsearch import ElasticsearchSettings, ElasticsearchSink, plan_requests
+from support.records import TS, record, route
 from tasks.records import Record
 
-TS = int(datetime(2025, 12, 29, 12, 0, tzinfo=timezone.utc).timestamp() * 1000)
-
-
-def route(kcql: str) -> Route:
-    return compile_route(parse_kcql(kcql)[0])
-
-
-def record(offset: int, value: dict[str, Any] | None, *, key: bytes | None = None,
-           topic: str = "readings", timestamp: int = TS) -> Record:
-    raw = None if value is None else orjson.dumps(value)
-    return Record(topic, 0, offset, timestamp, key, value, [], raw)
 
 
 @pytest.fixture
