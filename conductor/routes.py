@@ -138,7 +138,19 @@ class Route:
         return tuple(values)
 
     def primary_key_text(self, record: Record, separator: str) -> str:
-        return separator.join(map(_scalar_text, self.primary_key(record)))
+        """The PK values joined: the document id. Strings and numbers (the usual keys) take
+        the short way; anything else goes through primary_key's checks and messages."""
+        parts = []
+        for _, getter in self._key_getters:
+            value = getter(record)
+            kind = type(value)
+            if kind is str:
+                parts.append(value)
+            elif kind is int or kind is float:
+                parts.append(str(value))
+            else:
+                return separator.join(map(_scalar_text, self.primary_key(record)))
+        return separator.join(parts)
 
 
 def compile_route(statement: Statement) -> Route:

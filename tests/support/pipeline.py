@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
-from elasticsearch import Elasticsearch
-from kafka import KafkaAdminClient, KafkaProducer
+from elasticsearch import ApiError, Elasticsearch
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
+from kafka.structs import TopicPartition
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,11 +76,47 @@ def committed_offsets(bootstrap: str, group: str) -> dict[int, int]:
     return {tp.partition: meta.offset for tp, meta in offsets.items()}
 
 
-def es_count(url: str, index: str) -> int:
-    client = Elasticsearch(url)
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """The next offset to be written, per partition of `topic`."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
     try:
-        client.indices.refresh(index=index, ignore_unavailable=True, allow_no_indices=True)
-        return client.count(index=index, ignore_unavailable=True, allow_no_indices=True)["count"]
+        partitions = wait_for(lambda: consumer.partitions_for_topic(topic), 30, f"metadata of {topic}")
+        ends = consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+        return {tp.partition: offset for tp, offset in ends.items()}
+    finally:
+        consumer.close()
+
+
+def read_partition(bootstrap: str, topic: str, count: int, partition: int = 0, timeout: float = 30) -> list:
+    """The first `count` records of one partition of `topic`, read without a group."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    tp = TopicPartition(topic, partition)
+    try:
+        consumer.assign([tp])
+        consumer.seek_to_beginning(tp)
+        messages: list = []
+        deadline = time.monotonic() + timeout
+        while len(messages) < count and time.monotonic() < deadline:
+            messages += consumer.poll(timeout_ms=500).get(tp, [])
+        return messages
+    finally:
+        consumer.close()
+
+
+def es_count(url: str, index: str, settle_s: float = 15.0) -> int:
+    """Documents in `index` (a name or pattern) after a refresh. An index the sink has just
+    created answers 503 until its primary shard has started: asked again until `settle_s`."""
+    client = Elasticsearch(url, max_retries=0)
+    deadline = time.monotonic() + settle_s
+    try:
+        while True:
+            try:
+                client.indices.refresh(index=index, ignore_unavailable=True, allow_no_indices=True)
+                return client.count(index=index, ignore_unavailable=True, allow_no_indices=True)["count"]
+            except ApiError as err:
+                if err.meta.status != 503 or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
     finally:
         client.close()
 
@@ -155,6 +192,10 @@ class Conductor:
     def partitions(self) -> set[int]:
         return {p["partition"] for state in self.states() if state.get("state") == "running"
                 for p in state.get("partitions", [])}
+
+    def total(self, counter: str) -> int:
+        """A counter of the workers' state files (written, skipped, dead_lettered...), summed."""
+        return sum(int(state.get(counter) or 0) for state in self.states())
 
     def stop(self, timeout: float = 60) -> int:
         assert self.process is not None
