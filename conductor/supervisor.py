@@ -26,7 +26,7 @@ import psutil
 from conductor import exitcodes
 from conductor.errors import ConfigError
 from conductor.status import state_dir_for, write_state
-from conductor.workercontrol import HeartbeatFile, WorkerControl, run_child
+from conductor.workercontrol import REPLACE_SIGNAL, HeartbeatFile, WorkerControl, run_child
 
 log = logging.getLogger("conductor.supervisor")
 
@@ -331,7 +331,7 @@ class Supervisor:
                 log.warning("worker %s pid %s uses %.0f MB RSS, above the limit of %s MB; asking it to stop "
                             "(it drains and commits) and respawning it", slot.worker_id, slot.pid,
                             rss / (1024 * 1024), limit_mb)
-                self._kill(slot, signal.SIGTERM)
+                self._kill(slot, REPLACE_SIGNAL)
                 slot.recycling = True
                 slot.kill_at = time.monotonic() + self.settings.drain_timeout_s + STOP_MARGIN_S
 

@@ -21,6 +21,8 @@ from conductor.status import write_state
 log = logging.getLogger("conductor.worker")
 
 QUIT_EXIT = 1  # SIGQUIT in a worker: leave at once, nothing drained
+# The supervisor's "drain, commit and exit: you are being replaced" (memory recycle).
+REPLACE_SIGNAL = signal.SIGUSR2
 
 
 def _heartbeat_dir() -> str | None:
@@ -73,6 +75,7 @@ class WorkerControl:
         self._state_path = Path(state_dir) / f"worker-{worker_id}.json"
         self._supervisor_pid = os.getpid()
         self._stop_requested = False
+        self._replaced = False
         self._booted = False
         self._exited = False
         self._fields: dict[str, Any] = {}
@@ -81,6 +84,13 @@ class WorkerControl:
     def stop_requested(self) -> bool:
         """True once SIGTERM or SIGINT arrived, or the supervisor is gone: drain, commit, return OK."""
         return self._stop_requested
+
+    @property
+    def leaving(self) -> bool:
+        """True unless the stop came with REPLACE_SIGNAL: a worker about to be respawned in its
+        slot keeps its static group membership, so its partitions wait for the new process
+        instead of moving twice. Any other stop leaves the group at once."""
+        return not self._replaced
 
     @property
     def booted(self) -> bool:
@@ -130,12 +140,18 @@ class WorkerControl:
     def _on_stop_signal(self, signum: int, frame: object) -> None:
         self._stop_requested = True
 
+    def _on_replace_signal(self, signum: int, frame: object) -> None:
+        self._replaced = not self._stop_requested  # a stop for good already asked wins
+        self._stop_requested = True
+
     def _install_signal_handlers(self, supervisor_signals: Iterable[int]) -> None:
-        """Undo the supervisor's handlers; SIGTERM/SIGINT set stop_requested, SIGQUIT leaves at once."""
+        """Undo the supervisor's handlers; SIGTERM/SIGINT set stop_requested, REPLACE_SIGNAL too
+        (but the worker keeps its group membership), SIGQUIT leaves at once."""
         for signum in supervisor_signals:
             signal.signal(signum, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, self._on_stop_signal)
         signal.signal(signal.SIGINT, self._on_stop_signal)
+        signal.signal(REPLACE_SIGNAL, self._on_replace_signal)
         signal.signal(signal.SIGQUIT, lambda signum, frame: os._exit(QUIT_EXIT))
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 

@@ -143,6 +143,8 @@ class _WorkerRun:
     def close(self) -> None:
         if self.consumer is not None:
             try:
+                if self.config.worker.static_membership and self.control.leaving:
+                    _leave_as_static_member(self.consumer)
                 self.consumer.close(autocommit=False)
             except Exception as exc:  # noqa: BLE001
                 log.warning("worker %d: closing the consumer: %s", self.worker_id, exc)
@@ -354,6 +356,15 @@ class _WorkerRun:
             partitions.append({"topic": tp.topic, "partition": tp.partition, "committed": position, "lag": lag})
         self.control.record_state(state=state, partitions=partitions, last_error=self.last_error,
                                   instance_id=self.instance_id, **self.counts)
+
+
+def _leave_as_static_member(consumer: Any) -> None:
+    """kafka-python's close() sends LeaveGroup only for dynamic members: a static member's
+    partitions would wait session.timeout.ms for it. On a stop for good the worker leaves like a
+    dynamic member, naming its group.instance.id, so the broker moves them at once (KIP-345)."""
+    coordinator = getattr(consumer, "_coordinator", None)
+    if coordinator is not None and hasattr(coordinator, "is_dynamic_member"):
+        coordinator.is_dynamic_member = lambda: True
 
 
 def _instance_id(name: str, supervisor_pid: int, worker_id: int) -> str:

@@ -175,3 +175,24 @@ def test_two_conductor_processes_share_the_partitions(kafka, elasticsearch, cond
     written = {label: sum(s.get("written", 0) for s in c.states()) for label, c in (("one", one), ("two", two))}
     assert written["one"] > 0 and written["two"] > 0, written
     assert sum(written.values()) >= total, written
+
+
+def test_a_stopped_conductor_hands_its_partitions_over_at_once(kafka, elasticsearch, conductors, tmp_path,
+                                                              index_prefix) -> None:
+    """Workers are static group members by default; on SIGTERM they still leave the group, so
+    their partitions move now, not after session.timeout.ms (here 60 s)."""
+    topic = create_topic(kafka, partitions=6)
+    name = unique("es-handover")
+    config = write_config(tmp_path, name, topic, elasticsearch=elasticsearch, kafka=kafka,
+                          kcql=f"INSERT INTO {index_prefix} SELECT * FROM {topic}",
+                          consumer__override__session__timeout__ms=60_000)
+    one = conductors(config, workers=2, label="one")
+    two = conductors(config, workers=1, label="two")
+    wait_for(lambda: len(one.partitions() | two.partitions()) == 6 and one.partitions() and two.partitions(),
+             90, "both processes to hold partitions of the group")
+    assert one.stop() == 0
+    wait_for(lambda: len(two.partitions()) == 6, 25,
+             "the remaining process to hold every partition (did the stopped static members leave?)")
+    produce(kafka, topic, readings_over_days(3_000))
+    wait_for(lambda: es_count(elasticsearch, index_prefix) == 3_000, 60, "every reading written by the other process")
+    assert two.stop() == 0
