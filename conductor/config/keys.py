@@ -51,7 +51,7 @@ CASSANDRA_KEYS = tuple(
 WORKER_KEYS = tuple(
     "conductor." + suffix
     for suffix in (
-        "batch.max.bytes", "linger.ms", "worker.rss.limit.mb", "worker.heartbeat.timeout.s",
+        "batch.max.records", "batch.max.bytes", "linger.ms", "worker.rss.limit.mb", "worker.heartbeat.timeout.s",
         "drain.timeout.s", "restart.backoff.initial.s", "restart.backoff.max.s", "restart.max",
         "index.suffix.clock", "status.port", "static.membership",
     )

@@ -268,6 +268,7 @@ def cassandra_settings(r: Reader) -> CassandraSettings:
 def worker_settings(r: Reader) -> WorkerSettings:
     s = Section(r)
     w = "conductor."
+    s("batch_max_records", r.integer, w + "batch.max.records", None, 1)
     s("batch_max_bytes", r.integer, w + "batch.max.bytes", 5_000_000, 1)
     s("linger_ms", r.integer, w + "linger.ms", 500, 0)
     s("rss_limit_mb", r.integer, w + "worker.rss.limit.mb", 1024, 0)

@@ -39,6 +39,10 @@ PRODUCER_SHARED = frozenset(
 )  # fmt: skip
 
 
+# Records per write-and-commit for a Cassandra connector (see ConnectorConfig.sink_batch_size).
+CASSANDRA_WORKER_BATCH = 2000
+
+
 def masked_field() -> Any:
     return field(default=frozenset(), repr=False, compare=False)
 
@@ -205,6 +209,8 @@ class CassandraSettings(Masked):
 class WorkerSettings(Masked):
     """conductor's own keys (conductor.*): batching, worker limits, restarts, status."""
 
+    # Records a worker gathers before it writes and commits; None: the sink's default below.
+    batch_max_records: int | None = None
     batch_max_bytes: int = 5_000_000
     linger_ms: int = 500
     rss_limit_mb: int = 1024  # 0 = no limit
@@ -278,10 +284,16 @@ class ConnectorConfig(Masked):
 
     @property
     def sink_batch_size(self) -> int:
-        """The chosen sink's batch size (connect.elastic.batch.size / connect.cassandra...)."""
-        sink = self.elastic if self.elastic is not None else self.cassandra
-        assert sink is not None, "a ConnectorConfig always holds its sink's settings"
-        return sink.batch_size
+        """Records per write-and-commit: conductor.batch.max.records if given; else, for
+        Elasticsearch, connect.elastic.batch.size (one bulk, as in Stream-Reactor); for
+        Cassandra, CASSANDRA_WORKER_BATCH. connect.cassandra.batch.size (default 100) bounds
+        an unlogged batch statement there: a commit per 100 rows would stall the writes."""
+        if self.worker.batch_max_records is not None:
+            return self.worker.batch_max_records
+        if self.elastic is not None:
+            return self.elastic.batch_size
+        assert self.cassandra is not None, "a ConnectorConfig always holds its sink's settings"
+        return CASSANDRA_WORKER_BATCH
 
     def describe(self) -> dict[str, str]:
         """Every setting (given, or the default used), secrets as '******'; sorted by key."""

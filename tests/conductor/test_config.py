@@ -622,9 +622,15 @@ def test_producer_kwargs_carry_only_connection_and_security() -> None:
     }
 
 
-def test_sink_batch_size_is_the_chosen_sinks() -> None:
+def test_worker_batch_size_per_sink() -> None:
+    """Elasticsearch: connect.elastic.batch.size (one bulk). Cassandra: not its batch.size,
+    which bounds an unlogged batch statement; conductor.batch.max.records overrides both."""
     assert parse_config(es(), environ={}).sink_batch_size == 500
-    assert parse_config(CASSANDRA_SINK, environ={}).sink_batch_size == 100
+    cassandra = parse_config(CASSANDRA_SINK, environ={})
+    assert cassandra.sink_batch_size == 2000 and cassandra.cassandra.batch_size == 100
+    override = {"conductor.batch.max.records": "300"}
+    assert parse_config(es(**override), environ={}).sink_batch_size == 300
+    assert parse_config({**CASSANDRA_SINK, **override}, environ={}).sink_batch_size == 300
 
 
 def test_sasl_needs_credentials_in_the_jaas_config() -> None:
