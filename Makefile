@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test up down status venv
 
-# Servers up, sample readings into Kafka, `conductor start --workers 3`, documents in Elasticsearch.
+# Servers up, sample readings into Kafka, `conductor start --workers 3`: documents in Elasticsearch, rows in Cassandra.
 demo: venv
 	BIN=$(BIN) examples/demo.sh
 

@@ -643,6 +643,8 @@ def build_cassandra_sink(config: ConnectorConfig, routes: list[Route]) -> Cassan
         connect_timeout_s=cassandra.connect_timeout_ms / 1000,
         request_timeout_s=cassandra.read_timeout_ms / 1000,
         batch_size=cassandra.batch_size,
+        max_in_flight=cassandra.max_in_flight,
+        unlogged_batches=cassandra.unlogged_batches,
         delete_enabled=cassandra.delete_enabled,
         delete_statement=cassandra.delete_statement,
         delete_key_fields=tuple(cassandra.delete_struct_fields),

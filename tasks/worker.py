@@ -292,7 +292,7 @@ class _WorkerRun:
         self.counts["skipped"] += len(failed)
 
     def commit(self, offsets: dict[TopicPartitionKey, int], next_offsets: bool = False) -> None:
-        from kafka.errors import CommitFailedError
+        from kafka.errors import CommitFailedError, RebalanceInProgressError
         from kafka.structs import OffsetAndMetadata, TopicPartition
 
         if not offsets:
@@ -303,10 +303,13 @@ class _WorkerRun:
         try:
             self.consumer.commit(to_commit)
             self.committed.update({key: offset + bump for key, offset in offsets.items()})
-        except CommitFailedError as exc:
-            # The partitions moved to another worker meanwhile; it reads them again from the last
-            # commit. Document ids are deterministic, so the re-write overwrites, not duplicates.
-            log.warning("worker %d: commit refused after a rebalance (%s); the new owner re-reads", self.worker_id, exc)
+        except (CommitFailedError, RebalanceInProgressError) as exc:
+            # A rebalance is under way or moved the partitions: the next commit of a partition
+            # that stays here covers these offsets; a partition that moved is read again by its
+            # new owner from the last commit. Document ids and Cassandra keys are deterministic,
+            # so the re-write overwrites, not duplicates.
+            log.warning("worker %d: commit refused during a rebalance (%s: %s); a later commit or the new owner "
+                        "covers these records", self.worker_id, type(exc).__name__, exc)
 
     def wait(self, seconds: float) -> None:
         """Sleep between retries while staying a live member of the group and of the supervisor.

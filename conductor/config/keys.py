@@ -47,7 +47,9 @@ CASSANDRA_KEYS = tuple(
         "delete.enabled", "delete.statement", "delete.struct_flds", "default.value",
         "connect.timeout.ms", "read.timeout.ms",
     )
-) + ("connect.timeout.ms", "read.timeout.ms")  # fmt: skip
+) + ("connect.timeout.ms", "read.timeout.ms",
+     # conductor's own: not in Stream-Reactor's Cassandra sink
+     "conductor.cassandra.max.in.flight", "conductor.cassandra.unlogged.batches")  # fmt: skip
 WORKER_KEYS = tuple(
     "conductor." + suffix
     for suffix in (

@@ -223,6 +223,8 @@ def cassandra_settings(r: Reader) -> CassandraSettings:
         None,
     )
     s("batch_size", r.integer, c + "batch.size", 100, 1)
+    s("max_in_flight", r.integer, "conductor.cassandra.max.in.flight", 128, 1)
+    s("unlogged_batches", r.boolean, "conductor.cassandra.unlogged.batches", False)
     ssl = s("ssl_enabled", r.boolean, c + "ssl.enabled", False)
     client_auth = s("ssl_client_cert_auth", r.boolean, c + "ssl.client.cert.auth", False)
     if ssl:

@@ -186,7 +186,9 @@ class CassandraSettings(Masked):
     password: Secret | None = None
     consistency_level: str | None = None
     load_balancing_policy: str | None = None
-    batch_size: int = 100
+    batch_size: int = 100  # statements per unlogged batch (with unlogged_batches)
+    max_in_flight: int = 128  # requests a worker keeps in flight
+    unlogged_batches: bool = False  # group a batch's rows by partition key
     ssl_enabled: bool = False
     ssl_client_cert_auth: bool = False
     ssl_cafile: str | None = None

@@ -515,6 +515,8 @@ def test_build_from_a_connector_config(cassandra, keyspace, table):
         "connect.cassandra.delete.enabled": "true",
         "connect.cassandra.delete.statement": f"DELETE FROM {name} WHERE sensor_id = ?",
         "read.timeout.ms": "20000",
+        "conductor.cassandra.max.in.flight": "64",
+        "conductor.cassandra.unlogged.batches": "true",
     }, environ={})
     r = route(f"INSERT INTO {name} SELECT * FROM readings")
     sink = build_cassandra_sink(config, [r])
@@ -522,6 +524,7 @@ def test_build_from_a_connector_config(cassandra, keyspace, table):
     assert (settings.contact_points, settings.port, settings.keyspace) == (hosts, port, keyspace)
     assert (settings.consistency_level, settings.default_value, settings.request_timeout_s) == (
         "ONE", "NULL", 20.0)
+    assert (settings.max_in_flight, settings.unlogged_batches, settings.batch_size) == (64, True, 100)
     sink.setup()
     try:
         assert sink.write([(record(1, reading(1)), r)]) == []
