@@ -212,8 +212,39 @@ class Conductor:
             self.process.wait()
             raise AssertionError(f"conductor did not exit within {timeout}s; log:\n{self.output()}")
 
+    def full_log(self) -> str:
+        return self.log.read_text(errors="replace")
+
     def output(self) -> str:
-        return self.log.read_text(errors="replace")[-6000:]
+        return self.full_log()[-6000:]
+
+
+def assert_names_reason(text: str, reasons: tuple[str, ...], ignore_case: bool = False) -> None:
+    for reason in reasons:
+        found = reason.lower() in text.lower() if ignore_case else reason in text
+        assert found, f"{reason!r} not in {text!r}"
+
+
+def assert_gave_up_after_one_restart(conductor: Conductor, where: str, reasons: tuple[str, ...],
+                                     ignore_case: bool = False) -> None:
+    """A THROW task with conductor.restart.max=1: started, restarted once after a backoff, then
+    given up; supervisor and worker state say so and name the failed record and why."""
+    supervisor = conductor.supervisor_state()
+    assert supervisor.get("exit_code") == 1, supervisor
+    (slot,) = supervisor["workers"]
+    assert slot["state"] == "failed", slot
+    assert slot["restarts"] == 1, slot
+    assert "task failed" in (slot.get("last_exit") or ""), slot
+
+    (worker,) = conductor.states()
+    assert worker["state"] == "failed", worker
+    assert where in worker["last_error"], worker
+    assert_names_reason(worker["last_error"], reasons, ignore_case)
+
+    log = conductor.full_log()
+    assert log.count("task failed:") == 2, log[-6000:]
+    assert "restarting in" in log, "the failed task is restarted with a backoff"
+    assert "not restarting it" in log
 
 
 def write_cassandra_config(directory: Path, name: str, topic: str, kcql: str, cassandra: tuple, kafka: str,
