@@ -134,10 +134,6 @@ class _WorkerRun:
         if self.config.topics_regex:
             self.consumer.subscribe(pattern=self.config.topics_regex, listener=self.listener)
         else:
-            # Metadata first: a group leader that assigns before it knows the topics' partitions
-            # hands out nothing, and the group only rebalances again a second later.
-            for topic in self.config.topics:
-                self.consumer.partitions_for_topic(topic)
             self.consumer.subscribe(topics=list(self.config.topics), listener=self.listener)
 
     def close(self) -> None:
