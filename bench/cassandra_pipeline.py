@@ -51,13 +51,42 @@ from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, S
 from cassandra.concurrent import execute_concurrent, execute_concurrent_with_args
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 from cassandra.query import BatchStatement, BatchType
-
-from common import (KAFKA, PARTITIONS, BackgroundPoller, CountPoller, Readings, Result, Server, ServerCpu,
-                    add_output_arguments, add_profile_arguments, add_run_arguments, cleanup_kafka,
-                    conductor_name, conductor_version, find_process, fmt, kafka_answers, kafka_version,
-                    percent, produce, profile_in_process, profile_table, reading_records, render, retried,
-                    run_conductor, self_cpu, settings_line, steady_rate, table, wait_for_servers,
-                    worker_counts, write_doc, write_properties)
+from common import (
+    KAFKA,
+    PARTITIONS,
+    BackgroundPoller,
+    CountPoller,
+    Readings,
+    Result,
+    Server,
+    ServerCpu,
+    add_output_arguments,
+    add_profile_arguments,
+    add_run_arguments,
+    cleanup_kafka,
+    conductor_name,
+    conductor_version,
+    find_process,
+    fmt,
+    kafka_answers,
+    kafka_version,
+    percent,
+    produce,
+    profile_in_process,
+    profile_table,
+    reading_records,
+    render,
+    retried,
+    run_conductor,
+    self_cpu,
+    settings_line,
+    steady_rate,
+    table,
+    wait_for_servers,
+    worker_counts,
+    write_doc,
+    write_properties,
+)
 
 MARK_BEGIN = "<!-- bench/cassandra_pipeline.py: generated from here -->"
 MARK_END = "<!-- bench/cassandra_pipeline.py: generated until here -->"
@@ -103,8 +132,14 @@ class Dataset(Readings):
 
 def build_dataset(count: int, run_id: str) -> Dataset:
     start_ms, keys, values, stamps = reading_records(count)
-    return Dataset(topic=f"bench-{run_id}", start_ms=start_ms, keys=keys, values=values, timestamps=stamps,
-                   keyspace=f"bench_{run_id}")
+    return Dataset(
+        topic=f"bench-{run_id}",
+        start_ms=start_ms,
+        keys=keys,
+        values=values,
+        timestamps=stamps,
+        keyspace=f"bench_{run_id}",
+    )
 
 
 def build_rows(data: Dataset) -> None:
@@ -113,10 +148,19 @@ def build_rows(data: Dataset) -> None:
     timestamp = Kafka timestamp in microseconds + offset % 1000 (sinks/cassandra.py
     write_timestamp)."""
     rows = []
-    for value, stamp, (_, offset) in zip(data.values, data.timestamps, data.placed):
+    for value, stamp, (_, offset) in zip(data.values, data.timestamps, data.placed, strict=True):
         r = orjson.loads(value)
-        rows.append((r["sensor_id"], r["timestamp"], r["celsius"], r["humidity"], r["home_id"], r["reading_id"],
-                     stamp * 1000 + offset % 1000))
+        rows.append(
+            (
+                r["sensor_id"],
+                r["timestamp"],
+                r["celsius"],
+                r["humidity"],
+                r["home_id"],
+                r["reading_id"],
+                stamp * 1000 + offset % 1000,
+            )
+        )
     data.rows = rows
 
 
@@ -125,10 +169,17 @@ def build_rows(data: Dataset) -> None:
 
 def connect(host: str, port: int, request_timeout: float = 12.0) -> tuple[Cluster, Session]:
     """A session as conductor's sink opens one (protocol v5, token-aware DC round robin)."""
-    profile = ExecutionProfile(load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
-                               request_timeout=request_timeout)
-    cluster = Cluster([host], port=port, protocol_version=5, execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-                      connect_timeout=5, control_connection_timeout=5)
+    profile = ExecutionProfile(
+        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()), request_timeout=request_timeout
+    )
+    cluster = Cluster(
+        [host],
+        port=port,
+        protocol_version=5,
+        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+        connect_timeout=5,
+        control_connection_timeout=5,
+    )
     try:
         return cluster, cluster.connect()
     except BaseException:
@@ -137,8 +188,10 @@ def connect(host: str, port: int, request_timeout: float = 12.0) -> tuple[Cluste
 
 
 def insert_cql(keyspace: str) -> str:
-    return (f"INSERT INTO {keyspace}.{TABLE} ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
-            f"USING TIMESTAMP ?")
+    return (
+        f"INSERT INTO {keyspace}.{TABLE} ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
+        f"USING TIMESTAMP ?"
+    )
 
 
 class Store:
@@ -149,8 +202,11 @@ class Store:
         self.cluster, self.session = connect(host, port, request_timeout=COUNT_TIMEOUT_S)
 
     def create(self) -> None:
-        self.session.execute(f"CREATE KEYSPACE {self.keyspace} WITH replication = "
-                             f"{{'class': 'SimpleStrategy', 'replication_factor': 1}}", timeout=COUNT_TIMEOUT_S)
+        self.session.execute(
+            f"CREATE KEYSPACE {self.keyspace} WITH replication = "
+            f"{{'class': 'SimpleStrategy', 'replication_factor': 1}}",
+            timeout=COUNT_TIMEOUT_S,
+        )
         self.session.execute(SCHEMA.format(keyspace=self.keyspace), timeout=COUNT_TIMEOUT_S)
 
     def truncate(self) -> None:
@@ -160,7 +216,9 @@ class Store:
         self.session.execute(f"DROP KEYSPACE IF EXISTS {self.keyspace}", timeout=COUNT_TIMEOUT_S)
 
     def count(self) -> int:
-        return self.session.execute(f"SELECT COUNT(*) FROM {self.keyspace}.{TABLE}", timeout=COUNT_TIMEOUT_S).one()[0]
+        return self.session.execute(
+            f"SELECT COUNT(*) FROM {self.keyspace}.{TABLE}", timeout=COUNT_TIMEOUT_S
+        ).one()[0]
 
     def check(self, data: Dataset, samples: int = 20) -> list[str]:
         """Problems with what the table holds: the row count, and a few rows' values and write
@@ -169,8 +227,10 @@ class Store:
         count = self.count()
         if count != data.count:
             problems.append(f"table holds {count:,} rows, not {data.count:,}")
-        select = self.session.prepare(f"SELECT {', '.join(COLUMNS)}, WRITETIME(celsius) FROM "
-                                      f"{self.keyspace}.{TABLE} WHERE sensor_id = ? AND ts = ?")
+        select = self.session.prepare(
+            f"SELECT {', '.join(COLUMNS)}, WRITETIME(celsius) FROM "
+            f"{self.keyspace}.{TABLE} WHERE sensor_id = ? AND ts = ?"
+        )
         step = max(1, data.count // samples)
         for n in list(range(0, data.count, step))[:samples] + [data.count - 1]:
             want = data.rows[n]
@@ -178,12 +238,21 @@ class Store:
             if row is None:
                 problems.append(f"row {want[0]} / {want[1]} not found")
                 continue
-            got = (row[0], (row[1] - EPOCH) // dt.timedelta(milliseconds=1), row[2],
-                   row[3], row[4], row[5], row[6])
+            got = (
+                row[0],
+                (row[1] - EPOCH) // dt.timedelta(milliseconds=1),
+                row[2],
+                row[3],
+                row[4],
+                row[5],
+                row[6],
+            )
             expected = want[:3] + (float32(want[3]),) + want[4:]
             if got != expected:
-                problems.append(f"row {want[0]} / {want[1]}: {got} != {expected} "
-                                f"(columns {', '.join(COLUMNS)}, writetime)")
+                problems.append(
+                    f"row {want[0]} / {want[1]}: {got} != {expected} "
+                    f"(columns {', '.join(COLUMNS)}, writetime)"
+                )
         return problems
 
     def version(self) -> str:
@@ -223,12 +292,22 @@ class WriteCountPoller(CountPoller):
     most every EXACT_EVERY_S): a write done twice (a retry) counts twice but adds no row, so
     until the rows are all there the poll says target - 1 at most."""
 
-    def __init__(self, host: str, port: int, keyspace: str, target: int, interval: float, fast_interval: float,
-                 exact: bool, rows_per_write: float = 1.0) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        keyspace: str,
+        target: int,
+        interval: float,
+        fast_interval: float,
+        exact: bool,
+        rows_per_write: float = 1.0,
+    ) -> None:
         super().__init__(target, interval, fast_interval)
         self.store = Store(host, port, keyspace)
         self.query = self.store.session.prepare(
-            "SELECT count FROM system_views.local_write_latency WHERE keyspace_name = ? AND table_name = ?")
+            "SELECT count FROM system_views.local_write_latency WHERE keyspace_name = ? AND table_name = ?"
+        )
         self.keyspace = keyspace
         self.exact = exact
         self.rows_per_write = rows_per_write
@@ -253,7 +332,7 @@ class WriteCountPoller(CountPoller):
             self.exact_counts.append(rows)
             self.exact_seconds.append(time.monotonic() - self.exact_at)
             return rows if rows >= self.target else self.target - 1
-        except Exception:  # noqa: BLE001 - a timeout; next poll
+        except Exception:
             self.errors += 1
             return self.samples[-1][1] if self.samples else 0
 
@@ -271,13 +350,17 @@ BATCH_CONCURRENCY = 128  # the sink's in-flight window (sinks/cassandra.py max_i
 def variant_label(variant: tuple[str, int, int]) -> str:
     kind, size, processes = variant
     if kind == "unlogged":
-        return (f"reference, not the limit: UNLOGGED batches of <= {size} rows of one partition, "
-                f"execute_concurrent concurrency {BATCH_CONCURRENCY}")
+        return (
+            f"reference, not the limit: UNLOGGED batches of <= {size} rows of one partition, "
+            f"execute_concurrent concurrency {BATCH_CONCURRENCY}"
+        )
     label = f"execute_concurrent_with_args, prepared INSERT, concurrency {size}"
     return label + (f" in each of {processes} processes" if processes > 1 else "")
 
 
-def unlogged_batches(prepared: Any, rows: Sequence[tuple[Any, ...]], size: int) -> list[tuple[BatchStatement, None]]:
+def unlogged_batches(
+    prepared: Any, rows: Sequence[tuple[Any, ...]], size: int
+) -> list[tuple[BatchStatement, None]]:
     """The rows as UNLOGGED batches of at most `size` rows of one sensor (one partition)."""
     by_sensor: dict[str, list[tuple[Any, ...]]] = {}
     for row in rows:
@@ -286,7 +369,7 @@ def unlogged_batches(prepared: Any, rows: Sequence[tuple[Any, ...]], size: int) 
     for group in by_sensor.values():
         for start in range(0, len(group), size):
             batch = BatchStatement(BatchType.UNLOGGED)
-            for row in group[start:start + size]:
+            for row in group[start : start + size]:
                 batch.add(prepared, row)
             batch.is_idempotent = True
             batches.append((batch, None))
@@ -306,12 +389,17 @@ def warm_up(args: argparse.Namespace, data: Dataset, store: Store, records: int 
     store.truncate()
 
 
-def measure_limit(args: argparse.Namespace, data: Dataset, store: Store, variant: tuple[str, int, int],
-                  server: ServerCpu) -> Result:
+def measure_limit(
+    args: argparse.Namespace, data: Dataset, store: Store, variant: tuple[str, int, int], server: ServerCpu
+) -> Result:
     kind, size, processes = variant
     wait_for_cassandra(args)
-    result = Result(f"limit: {variant_label(variant)}", "limit" if kind == "concurrent" else "reference",
-                    data.count, variant=variant)
+    result = Result(
+        f"limit: {variant_label(variant)}",
+        "limit" if kind == "concurrent" else "reference",
+        data.count,
+        variant=variant,
+    )
     store.truncate()
     cluster, session = connect(args.cassandra_host, args.cassandra_port)
     prepared = session.prepare(insert_cql(data.keyspace))
@@ -320,9 +408,18 @@ def measure_limit(args: argparse.Namespace, data: Dataset, store: Store, variant
     batches = unlogged_batches(prepared, data.rows, size) if kind == "unlogged" else []
     rows_per_write = data.count / len(batches) if batches else 1.0
     helpers = Helpers(args, data, size, processes) if processes > 1 else None
-    poller = BackgroundPoller(WriteCountPoller(args.cassandra_host, args.cassandra_port, data.keyspace, data.count,
-                                               args.poll, args.fast_poll, exact=False,
-                                               rows_per_write=rows_per_write))
+    poller = BackgroundPoller(
+        WriteCountPoller(
+            args.cassandra_host,
+            args.cassandra_port,
+            data.keyspace,
+            data.count,
+            args.poll,
+            args.fast_poll,
+            exact=False,
+            rows_per_write=rows_per_write,
+        )
+    )
     failed: list[str] = []
     helper_cpu = 0.0
     try:
@@ -335,11 +432,13 @@ def measure_limit(args: argparse.Namespace, data: Dataset, store: Store, variant
                 helper_cpu, failed = helpers.run()
             else:
                 if batches:
-                    outcome = execute_concurrent(session, batches, concurrency=BATCH_CONCURRENCY,
-                                                 raise_on_first_error=True)
+                    outcome = execute_concurrent(
+                        session, batches, concurrency=BATCH_CONCURRENCY, raise_on_first_error=True
+                    )
                 else:
-                    outcome = execute_concurrent_with_args(session, prepared, data.rows, concurrency=size,
-                                                           raise_on_first_error=True)
+                    outcome = execute_concurrent_with_args(
+                        session, prepared, data.rows, concurrency=size, raise_on_first_error=True
+                    )
                 failed = [repr(r) for ok, r in outcome if not ok]
             poller_cpu = poller.stop()
             poller.poller.poll()  # the write count when the last write was answered, for the steady rate
@@ -372,9 +471,11 @@ def measure_limit(args: argparse.Namespace, data: Dataset, store: Store, variant
         result.ok = False
         result.notes += problems
     if kind == "unlogged":
-        result.notes.append(f"{len(batches):,} batches of {rows_per_write:.1f} rows on average: all of a "
-                            f"sensor's rows in the whole data set grouped, more than the sink could group "
-                            f"within one worker batch")
+        result.notes.append(
+            f"{len(batches):,} batches of {rows_per_write:.1f} rows on average: all of a "
+            f"sensor's rows in the whole data set grouped, more than the sink could group "
+            f"within one worker batch"
+        )
     if helpers is not None:
         result.notes.append(f"client CPU includes the {processes} writer processes' (during the writes)")
     cluster.shutdown()
@@ -390,9 +491,22 @@ class Helpers:
         context = multiprocessing.get_context("spawn")
         self.go = context.Event()
         self.answers: Any = context.Queue()
-        self.procs = [context.Process(target=_write_share, daemon=True, args=(
-            args.cassandra_host, args.cassandra_port, insert_cql(data.keyspace), data.rows[n::processes],
-            concurrency, self.go, self.answers)) for n in range(processes)]
+        self.procs = [
+            context.Process(
+                target=_write_share,
+                daemon=True,
+                args=(
+                    args.cassandra_host,
+                    args.cassandra_port,
+                    insert_cql(data.keyspace),
+                    data.rows[n::processes],
+                    concurrency,
+                    self.go,
+                    self.answers,
+                ),
+            )
+            for n in range(processes)
+        ]
         for proc in self.procs:
             proc.start()
         for _ in self.procs:  # connected and prepared
@@ -420,23 +534,25 @@ class Helpers:
                 proc.join()
 
 
-def _write_share(host: str, port: int, cql: str, rows: list[tuple[Any, ...]], concurrency: int, go: Any,
-                 answers: Any) -> None:
+def _write_share(
+    host: str, port: int, cql: str, rows: list[tuple[Any, ...]], concurrency: int, go: Any, answers: Any
+) -> None:
     try:
         cluster, session = connect(host, port)
         prepared = session.prepare(cql)
         prepared.is_idempotent = True
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         answers.put(("error", f"{type(exc).__name__}: {exc}"))
         return
     answers.put(("ready", None))
     go.wait()
     try:
         cpu0 = self_cpu()
-        outcome = execute_concurrent_with_args(session, prepared, rows, concurrency=concurrency,
-                                               raise_on_first_error=True)
+        outcome = execute_concurrent_with_args(
+            session, prepared, rows, concurrency=concurrency, raise_on_first_error=True
+        )
         answers.put(("done", (self_cpu() - cpu0, [repr(r) for ok, r in outcome if not ok])))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         answers.put(("error", f"{type(exc).__name__}: {exc}"))
     finally:
         cluster.shutdown()
@@ -447,21 +563,25 @@ def _write_share(host: str, port: int, cql: str, rows: list[tuple[Any, ...]], co
 
 def write_config(directory: Path, name: str, data: Dataset, args: argparse.Namespace, workers: int) -> Path:
     """examples/cassandra-sink.properties, on this run's topic and keyspace."""
-    return write_properties(directory, name, [
-        f"name={name}",
-        "connector.class=io.lenses.streamreactor.connect.cassandra.sink.CassandraSinkConnector",
-        f"tasks.max={workers}",
-        f"topics={data.topic}",
-        f"bootstrap.servers={args.kafka}",
-        f"connect.cassandra.contact.points={args.cassandra_host}",
-        f"connect.cassandra.port={args.cassandra_port}",
-        f"connect.cassandra.key.space={data.keyspace}",
-        "connect.cassandra.kcql=" + KCQL.format(topic=data.topic),
-        "connect.cassandra.error.policy=RETRY",
-        "connect.cassandra.max.retries=10",
-        "connect.cassandra.retry.interval=5000",
-        *args.conductor_setting,
-    ])
+    return write_properties(
+        directory,
+        name,
+        [
+            f"name={name}",
+            "connector.class=io.lenses.streamreactor.connect.cassandra.sink.CassandraSinkConnector",
+            f"tasks.max={workers}",
+            f"topics={data.topic}",
+            f"bootstrap.servers={args.kafka}",
+            f"connect.cassandra.contact.points={args.cassandra_host}",
+            f"connect.cassandra.port={args.cassandra_port}",
+            f"connect.cassandra.key.space={data.keyspace}",
+            "connect.cassandra.kcql=" + KCQL.format(topic=data.topic),
+            "connect.cassandra.error.policy=RETRY",
+            "connect.cassandra.max.retries=10",
+            "connect.cassandra.retry.interval=5000",
+            *args.conductor_setting,
+        ],
+    )
 
 
 class Commits:
@@ -478,7 +598,7 @@ class Commits:
     def __call__(self) -> bool:
         try:
             offsets = self.admin.list_group_offsets(self.group)[self.group]
-        except Exception as exc:  # noqa: BLE001 - e.g. the group coordinator moving; next poll
+        except Exception as exc:
             self.error = f"{type(exc).__name__}: {exc}"
             return False
         self.committed = {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == self.topic}
@@ -486,37 +606,69 @@ class Commits:
 
     def describe(self) -> str:
         """What was committed last, against the end offsets (when it never got there)."""
-        return (f"committed {dict(sorted(self.committed.items()))}, end offsets {dict(sorted(self.ends.items()))}"
-                + (f"; last error {self.error}" if self.error else ""))
+        return (
+            f"committed {dict(sorted(self.committed.items()))}, end offsets {dict(sorted(self.ends.items()))}"
+            + (f"; last error {self.error}" if self.error else "")
+        )
 
     def close(self) -> None:
         self.admin.close()
 
 
-def conductor_run(args: argparse.Namespace, data: Dataset, store: Store, workers: int, run_id: str, workdir: Path,
-                  server: ServerCpu, groups: list[str], attempt: int = 0) -> Result:
+def conductor_run(
+    args: argparse.Namespace,
+    data: Dataset,
+    store: Store,
+    workers: int,
+    run_id: str,
+    workdir: Path,
+    server: ServerCpu,
+    groups: list[str],
+    attempt: int = 0,
+) -> Result:
     wait_for_cassandra(args)
     name = conductor_name(run_id, workers, attempt)
     groups.append(f"connect-{name}")
     store.truncate()
     config = write_config(workdir, name, data, args, workers)
-    poller = WriteCountPoller(args.cassandra_host, args.cassandra_port, data.keyspace, data.count, args.poll,
-                              args.fast_poll, exact=True)
+    poller = WriteCountPoller(
+        args.cassandra_host,
+        args.cassandra_port,
+        data.keyspace,
+        data.count,
+        args.poll,
+        args.fast_poll,
+        exact=True,
+    )
     commits = Commits(args.kafka, f"connect-{name}", data.end_offsets, data.topic)
     try:
-        result = run_conductor(args, name=name, config=config, workers=workers, workdir=workdir, server=server,
-                               poller=poller, check=lambda: store.check(data), unit="row", settle=commits)
+        result = run_conductor(
+            args,
+            name=name,
+            config=config,
+            workers=workers,
+            workdir=workdir,
+            server=server,
+            poller=poller,
+            check=lambda: store.check(data),
+            unit="row",
+            settle=commits,
+        )
     finally:
         commits.close()
     if result.committed_s is None:
         result.notes.append(f"not every offset committed: {commits.describe()}")
     if poller.exact_seconds:
-        result.notes.append(f"the confirming SELECT COUNT(*) took {', '.join(f'{t:.2f}' for t in poller.exact_seconds)}s")
+        result.notes.append(
+            f"the confirming SELECT COUNT(*) took {', '.join(f'{t:.2f}' for t in poller.exact_seconds)}s"
+        )
     if poller.errors:
         result.notes.append(f"{poller.errors} progress polls failed")
     if poller.exact_counts[:-1]:
-        result.notes.append(f"write count reached {data.count:,} before the rows did: COUNT(*) said "
-                            f"{', '.join(f'{n:,}' for n in poller.exact_counts)}")
+        result.notes.append(
+            f"write count reached {data.count:,} before the rows did: COUNT(*) said "
+            f"{', '.join(f'{n:,}' for n in poller.exact_counts)}"
+        )
     store.truncate()
     return result
 
@@ -524,8 +676,15 @@ def conductor_run(args: argparse.Namespace, data: Dataset, store: Store, workers
 # -- one worker under cProfile, in this process ---------------------------------------------------------
 
 
-def profile_worker(args: argparse.Namespace, data: Dataset, store: Store, run_id: str, workdir: Path,
-                   server: ServerCpu, groups: list[str]) -> tuple[Result, str, Any]:
+def profile_worker(
+    args: argparse.Namespace,
+    data: Dataset,
+    store: Store,
+    run_id: str,
+    workdir: Path,
+    server: ServerCpu,
+    groups: list[str],
+) -> tuple[Result, str, Any]:
     wait_for_cassandra(args)
     name = f"bench-{run_id}-profile"
     groups.append(f"connect-{name}")
@@ -550,11 +709,15 @@ def versions(store: Store, kafka_proc: psutil.Process | None) -> dict[str, str]:
     import cassandra
     import kafka
 
-    out = {"python": platform.python_version(), "cassandra-driver": cassandra.__version__,
-           "kafka-python": kafka.__version__, "orjson": orjson.__version__}
+    out = {
+        "python": platform.python_version(),
+        "cassandra-driver": cassandra.__version__,
+        "kafka-python": kafka.__version__,
+        "orjson": orjson.__version__,
+    }
     try:
         out["Cassandra"] = store.version()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         out["Cassandra"] = f"unknown ({exc})"
     out["Kafka"] = kafka_version(kafka_proc)
     commit = conductor_version()
@@ -613,32 +776,54 @@ Method, per run of the script:
 """
 
 
-def render_block(args: argparse.Namespace, results: list[Result], limit: Result | None, produce_s: float,
-                 data: Dataset, info: dict[str, str], profile: str | None, started: dt.datetime) -> str:
+def render_block(
+    args: argparse.Namespace,
+    results: list[Result],
+    limit: Result | None,
+    produce_s: float,
+    data: Dataset,
+    info: dict[str, str],
+    profile: str | None,
+    started: dt.datetime,
+) -> str:
     bullets = [
         f"- data: {data.count:,} readings = {data.count:,} rows of {data.keyspace}.{TABLE}, "
         f"produced in {produce_s:.1f}s; {PARTITIONS} partitions",
         settings_line(args),
     ]
     committed = ("all committed s", lambda r: fmt(r.committed_s, ".1f") if r.kind == "conductor" else "")
-    return render(begin=MARK_BEGIN, end=MARK_END, script="bench/cassandra_pipeline.py", started=started, info=info,
-                  bullets=bullets, table_text=table(results, limit, SERVERS, [committed]), results=results,
-                  limit=limit, profile=profile)
+    return render(
+        begin=MARK_BEGIN,
+        end=MARK_END,
+        script="bench/cassandra_pipeline.py",
+        started=started,
+        info=info,
+        bullets=bullets,
+        table_text=table(results, limit, SERVERS, [committed]),
+        results=results,
+        limit=limit,
+        profile=profile,
+    )
 
 
 # -- main ----------------------------------------------------------------------------------------------
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--records", type=int, default=200_000, help="readings to produce (default 200000)")
-    parser.add_argument("--workers", default="1,2,3", help="worker counts to run, comma-separated (default 1,2,3)")
-    parser.add_argument("--limit-variants", default="concurrent:64,concurrent:128,concurrent:256,concurrent:512,"
-                        "concurrent:128x2,unlogged:100",
-                        help="driver variants for the limit: concurrent:CONCURRENCY[xPROCESSES] "
-                             "(execute_concurrent_with_args, in 1 or more processes sharing the rows) or "
-                             "unlogged:ROWS (UNLOGGED batches per partition; a reference row, never the limit)")
+    parser.add_argument(
+        "--workers", default="1,2,3", help="worker counts to run, comma-separated (default 1,2,3)"
+    )
+    parser.add_argument(
+        "--limit-variants",
+        default="concurrent:64,concurrent:128,concurrent:256,concurrent:512,concurrent:128x2,unlogged:100",
+        help="driver variants for the limit: concurrent:CONCURRENCY[xPROCESSES] "
+        "(execute_concurrent_with_args, in 1 or more processes sharing the rows) or "
+        "unlogged:ROWS (UNLOGGED batches per partition; a reference row, never the limit)",
+    )
     parser.add_argument("--cassandra", default="127.0.0.1:19042", help="host:port (default 127.0.0.1:19042)")
     add_run_arguments(parser, poll=0.5, fast_poll=0.1, what="write count")
     add_profile_arguments(parser)
@@ -663,7 +848,9 @@ def cassandra_retried(args: argparse.Namespace, run: Callable[[int], Any]) -> An
     from cassandra.cluster import NoHostAvailable
     from kafka.errors import KafkaError
 
-    return retried(args, run, (NoHostAvailable, DriverException, RequestExecutionException, KafkaError, OSError))
+    return retried(
+        args, run, (NoHostAvailable, DriverException, RequestExecutionException, KafkaError, OSError)
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -671,7 +858,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so the running conductor is stopped and
     # the topic, keyspace and groups are deleted (conductor runs in its own session).
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    started_at = dt.datetime.now(dt.timezone.utc)
+    started_at = dt.datetime.now(dt.UTC)
     run_id = uuid.uuid4().hex[:8]
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-cassandra-{run_id}-"))
     wait_for_cassandra(args)
@@ -691,18 +878,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         data = build_dataset(args.records, run_id)
         produce_s = produce(args.kafka, data, data.placed)
         build_rows(data)
-        print(f"  produced to {data.topic} in {produce_s:.1f}s ({data.count / produce_s:,.0f}/s); "
-              f"end offsets {data.end_offsets}", flush=True)
+        print(
+            f"  produced to {data.topic} in {produce_s:.1f}s ({data.count / produce_s:,.0f}/s); "
+            f"end offsets {data.end_offsets}",
+            flush=True,
+        )
         store = Store(args.cassandra_host, args.cassandra_port, data.keyspace)
         store.create()
         print(f"  keyspace {data.keyspace} created", flush=True)
 
         cassandra_retried(args, lambda attempt: warm_up(args, data, store))
         for variant in args.variants:
-            r = cassandra_retried(args, lambda attempt: measure_limit(args, data, store, variant, server.copy()))
+            r = cassandra_retried(
+                args, lambda attempt: measure_limit(args, data, store, variant, server.copy())
+            )
             results.append(r)
-            print(f"  {r.label}: {r.rate:,.0f} rec/s, steady {fmt(r.steady)}, "
-                  f"client CPU {r.per_million(r.client_cpu):.1f} s/M, ok={r.ok}", flush=True)
+            print(
+                f"  {r.label}: {r.rate:,.0f} rec/s, steady {fmt(r.steady)}, "
+                f"client CPU {r.per_million(r.client_cpu):.1f} s/M, ok={r.ok}",
+                flush=True,
+            )
             for note in r.notes:
                 print(f"    {note}", flush=True)
         good = [r for r in results if r.kind == "limit" and r.ok]
@@ -711,24 +906,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         for workers in args.worker_counts:
             adjacent = None
             if limit is not None and args.adjacent_limit:
-                adjacent = cassandra_retried(args, lambda attempt: measure_limit(args, data, store, limit.variant,
-                                                                                 server.copy()))
+                adjacent = cassandra_retried(
+                    args, lambda attempt: measure_limit(args, data, store, limit.variant, server.copy())
+                )
                 adjacent.label = f"limit again, before --workers {workers}"
                 print(f"  {adjacent.label}: {adjacent.rate:,.0f} rec/s, ok={adjacent.ok}", flush=True)
-            r = cassandra_retried(args, lambda attempt: conductor_run(args, data, store, workers, run_id, workdir,
-                                                                      server.copy(), groups, attempt))
+            r = cassandra_retried(
+                args,
+                lambda attempt: conductor_run(
+                    args, data, store, workers, run_id, workdir, server.copy(), groups, attempt
+                ),
+            )
             r.adjacent = adjacent
             results.append(r)
             pct = f"{percent(r, limit)} of limit" if limit and r.ok else ""
-            print(f"  {r.label}: {r.rate:,.0f} rec/s, steady {fmt(r.steady)}, {pct}, "
-                  f"all committed at {fmt(r.committed_s, '.1f')}s, CPU {r.per_million(r.client_cpu):.1f} s/M, "
-                  f"RSS {fmt(r.rss_mib, '.0f')} MiB, ok={r.ok}", flush=True)
+            print(
+                f"  {r.label}: {r.rate:,.0f} rec/s, steady {fmt(r.steady)}, {pct}, "
+                f"all committed at {fmt(r.committed_s, '.1f')}s, CPU {r.per_million(r.client_cpu):.1f} s/M, "
+                f"RSS {fmt(r.rss_mib, '.0f')} MiB, ok={r.ok}",
+                flush=True,
+            )
             for note in r.notes:
                 print(f"    {note}", flush=True)
 
         if args.profile:
-            r, text, stats = cassandra_retried(args, lambda attempt: profile_worker(
-                args, data, store, run_id, workdir, server.copy(), groups))
+            r, text, stats = cassandra_retried(
+                args,
+                lambda attempt: profile_worker(args, data, store, run_id, workdir, server.copy(), groups),
+            )
             results.append(r)
             print(f"  {r.label}: {r.rate:,.0f} rec/s, ok={r.ok}; {'; '.join(r.notes)}", flush=True)
             print(text, flush=True)
@@ -757,7 +962,7 @@ def cleanup(args: argparse.Namespace, data: Dataset | None, store: Store | None,
             store = Store(args.cassandra_host, args.cassandra_port, data.keyspace)
         store.drop()
         store.close()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         print(f"cleanup: keyspace {data.keyspace}: {exc}", file=sys.stderr)
     cleanup_kafka(args.kafka, data.topic, groups, args.keep)
 

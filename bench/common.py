@@ -81,15 +81,24 @@ def produce(bootstrap: str, data: Readings, placed: list[tuple[int, int]] | None
     try:
         # Kept whatever the records' age: a million readings 1 s apart reach back 11.6 days, and
         # the broker's default 7-day retention deleted the oldest segments mid-run (817,297 left).
-        admin.create_topics([NewTopic(data.topic, num_partitions=PARTITIONS, replication_factor=1,
-                                      topic_configs={"retention.ms": "-1"})])
+        admin.create_topics(
+            [
+                NewTopic(
+                    data.topic,
+                    num_partitions=PARTITIONS,
+                    replication_factor=1,
+                    topic_configs={"retention.ms": "-1"},
+                )
+            ]
+        )
     finally:
         admin.close()
     started = time.monotonic()
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=512 * 1024,
-                             acks="all", max_request_size=4 * MIB)
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=20, batch_size=512 * 1024, acks="all", max_request_size=4 * MIB
+    )
     futures = []
-    for key, value, stamp in zip(data.keys, data.values, data.timestamps):
+    for key, value, stamp in zip(data.keys, data.values, data.timestamps, strict=True):
         futures.append(producer.send(data.topic, key=key, value=value, timestamp_ms=stamp))
     producer.flush()
     for future in futures:
@@ -158,9 +167,13 @@ class ServerCpu:
     up again at each phase (tests on a shared machine restart them); a server that restarted
     during the phase is reported, since the phase is then not valid."""
 
-    def __init__(self, servers: Sequence[Server], procs: Sequence[psutil.Process | None] | None = None) -> None:
+    def __init__(
+        self, servers: Sequence[Server], procs: Sequence[psutil.Process | None] | None = None
+    ) -> None:
         self.servers = tuple(servers)
-        self.procs: list[psutil.Process | None] = list(procs) if procs is not None else [None] * len(self.servers)
+        self.procs: list[psutil.Process | None] = (
+            list(procs) if procs is not None else [None] * len(self.servers)
+        )
         self.start: tuple[float, ...] = (0.0,) * (len(self.servers) + 1)
         self.used: tuple[float, ...] = (0.0,) * (len(self.servers) + 1)
         self.restarted: list[str] = []
@@ -176,11 +189,12 @@ class ServerCpu:
 
     def end(self) -> None:
         now = tuple(cpu_of(p) for p in self.procs) + (machine_busy(),)
-        self.used = tuple(b - a for a, b in zip(self.start, now))
-        for spec, proc in zip(self.servers, self.procs):
+        self.used = tuple(b - a for a, b in zip(self.start, now, strict=True))
+        for spec, proc in zip(self.servers, self.procs, strict=True):
             if proc is not None and not alive(proc):
-                self.restarted.append(f"{spec.name} (pid {proc.pid}) stopped or restarted during this phase: "
-                                      f"numbers not valid")
+                self.restarted.append(
+                    f"{spec.name} (pid {proc.pid}) stopped or restarted during this phase: numbers not valid"
+                )
 
     def copy(self) -> ServerCpu:
         return ServerCpu(self.servers, self.procs)
@@ -208,7 +222,7 @@ def wait_for_servers(checks: Sequence[Callable[[], None]], timeout: float = 180)
         try:
             for check in checks:
                 check()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             problem = exc
         if problem is None:
             if waited:
@@ -400,9 +414,19 @@ def conductor_name(run_id: str, workers: int, attempt: int = 0) -> str:
     return f"bench-{run_id}-w{workers}-{next(RUN_NUMBERS)}" + (f"-retry{attempt}" if attempt else "")
 
 
-def run_conductor(args: argparse.Namespace, *, name: str, config: Path, workers: int, workdir: Path,
-                  server: ServerCpu, poller: CountPoller, check: Callable[[], list[str]],
-                  unit: str = "document", settle: Callable[[], bool] | None = None) -> Result:
+def run_conductor(
+    args: argparse.Namespace,
+    *,
+    name: str,
+    config: Path,
+    workers: int,
+    workdir: Path,
+    server: ServerCpu,
+    poller: CountPoller,
+    check: Callable[[], list[str]],
+    unit: str = "document",
+    settle: Callable[[], bool] | None = None,
+) -> Result:
     """`conductor start --workers W --config CONFIG`, timed from just before the spawn until
     `poller` counts poller.target records; CPU and RSS of all its processes sampled at each poll.
     With `settle` (e.g. "the group committed everything"), conductor keeps running after that,
@@ -413,15 +437,27 @@ def run_conductor(args: argparse.Namespace, *, name: str, config: Path, workers:
     result = Result(f"conductor start --workers {workers}", "conductor", target)
     state_root = workdir / f"state-{name}"
     log_path = workdir / f"conductor-{name}.log"
-    env = {**os.environ, **dict(item.split("=", 1) for item in args.conductor_env),
-           "CONDUCTOR_STATE_DIR": str(state_root)}
-    command = [args.conductor, "--log-level", args.conductor_log_level, "start", "--workers", str(workers),
-               "--config", str(config)]
+    env = {
+        **os.environ,
+        **dict(item.split("=", 1) for item in args.conductor_env),
+        "CONDUCTOR_STATE_DIR": str(state_root),
+    }
+    command = [
+        args.conductor,
+        "--log-level",
+        args.conductor_log_level,
+        "start",
+        "--workers",
+        str(workers),
+        "--config",
+        str(config),
+    ]
     log_file = log_path.open("wb")
     server.begin()
     started = time.monotonic()
-    process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        command, stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True
+    )
     sampler = ProcessSampler(process.pid)
     done_at = None
     first_doc = None
@@ -453,7 +489,9 @@ def run_conductor(args: argparse.Namespace, *, name: str, config: Path, workers:
                     result.committed_s = time.monotonic() - started
                     break
                 if process.poll() is not None:
-                    result.notes.append(f"conductor exited with {process.returncode} before committing everything")
+                    result.notes.append(
+                        f"conductor exited with {process.returncode} before committing everything"
+                    )
                     break
                 if time.monotonic() - started > args.timeout:
                     result.notes.append(f"timed out after {args.timeout:.0f}s waiting for the commits")
@@ -487,13 +525,18 @@ def run_conductor(args: argparse.Namespace, *, name: str, config: Path, workers:
     states = read_worker_states(state_root / name)
     written = sum(int(s.get("written", 0)) for s in states)
     lag = [p.get("lag") for s in states for p in s.get("partitions", []) or []]
-    result.notes.append(f"first {unit} visible after {first_doc:.1f}s" if first_doc is not None
-                        else f"no {unit} became visible")
+    result.notes.append(
+        f"first {unit} visible after {first_doc:.1f}s"
+        if first_doc is not None
+        else f"no {unit} became visible"
+    )
     result.notes.append(f"{unit}s by second: " + timeline(poller.samples, started))
     if result.committed_s is not None:
         result.notes.append(f"group committed every offset at {result.committed_s:.1f}s")
-    result.notes.append(f"SIGTERM -> exit {code} in {stop_s:.1f}s; workers seen {sampler.workers_seen}; "
-                        f"'written' summed over worker states {written}")
+    result.notes.append(
+        f"SIGTERM -> exit {code} in {stop_s:.1f}s; workers seen {sampler.workers_seen}; "
+        f"'written' summed over worker states {written}"
+    )
     if any(lag):
         result.notes.append(f"lag left in worker states: {lag}")
     rss = sorted(round(r / MIB) for r in sampler.worker_rss)
@@ -560,8 +603,9 @@ class Profiled:
     stats: pstats.Stats
 
 
-def profile_in_process(config_path: Path, count: int, top: int, out: str | None,
-                       server: ServerCpu) -> Profiled:
+def profile_in_process(
+    config_path: Path, count: int, top: int, out: str | None, server: ServerCpu
+) -> Profiled:
     """One worker (tasks.worker._WorkerRun, driven directly) under cProfile until it wrote
     `count` records; `server` measures the same span."""
     from conductor.config import load_config
@@ -594,7 +638,7 @@ def profile_in_process(config_path: Path, count: int, top: int, out: str | None,
 
 def profile_table(stats: pstats.Stats, seconds: float, top: int) -> str:
     rows = []
-    for (filename, line, function), (cc, nc, tt, ct, _) in stats.stats.items():  # type: ignore[attr-defined]
+    for (filename, line, function), (_cc, nc, tt, ct, _) in stats.stats.items():  # type: ignore[attr-defined]
         rows.append((tt, ct, nc, f"{_short(filename)}:{line} {function}"))
     out = ["| self s | self % of wall | cumulative s | calls | function |", "|---:|---:|---:|---:|---|"]
     for tt, ct, nc, where in sorted(rows, reverse=True)[:top]:
@@ -626,15 +670,18 @@ def percent(r: Result, limit: Result | None) -> str:
 Column = tuple[str, Callable[[Result], str]]  # header, cell
 
 
-def table(results: list[Result], limit: Result | None, servers: Sequence[Server],
-          extra: Sequence[Column] = ()) -> str:
+def table(
+    results: list[Result], limit: Result | None, servers: Sequence[Server], extra: Sequence[Column] = ()
+) -> str:
     """One row per result; `servers` as in the results' ServerCpu; `extra` columns go after
     "wall s"."""
-    head = ("| run | records/s | steady 10-90% rec/s | limit just before, rec/s | % of limit | wall s | "
-            + "".join(f"{header} | " for header, _ in extra)
-            + "client/conductor CPU s per M | max RSS per worker MiB | "
-            + "".join(f"{s.short} CPU s per M | " for s in servers)
-            + "other CPU s (machine busy) | ok |")
+    head = (
+        "| run | records/s | steady 10-90% rec/s | limit just before, rec/s | % of limit | wall s | "
+        + "".join(f"{header} | " for header, _ in extra)
+        + "client/conductor CPU s per M | max RSS per worker MiB | "
+        + "".join(f"{s.short} CPU s per M | " for s in servers)
+        + "other CPU s (machine busy) | ok |"
+    )
     lines = [head, "|---|" + "---:|" * (8 + len(extra) + len(servers)) + "---|"]
     for r in results:
         server = r.server
@@ -655,9 +702,12 @@ def table(results: list[Result], limit: Result | None, servers: Sequence[Server]
             f"{pct} | {fmt(r.seconds, '.1f')} | "
             + "".join(f"{cell(r)} | " for _, cell in extra)
             + f"{fmt(r.per_million(r.client_cpu), '.1f')} | {fmt(r.rss_mib, '.0f') if r.rss_mib else ''} | "
-            + "".join(f"{fmt(r.per_million(server.used[n]) if server else None, '.1f')} | "
-                      for n in range(len(servers)))
-            + f"{fmt(other, '.1f')} ({fmt(busy, '.1f')}) | {'yes' if r.ok else 'NO'} |")
+            + "".join(
+                f"{fmt(r.per_million(server.used[n]) if server else None, '.1f')} | "
+                for n in range(len(servers))
+            )
+            + f"{fmt(other, '.1f')} ({fmt(busy, '.1f')}) | {'yes' if r.ok else 'NO'} |"
+        )
     return "\n".join(lines)
 
 
@@ -671,22 +721,38 @@ def best_line(results: list[Result], limit: Result | None) -> list[str]:
         return []
     ref = best.adjacent if best.adjacent and best.adjacent.ok else limit
     verdict = "meets" if best.rate >= GOAL * ref.rate else "misses"
-    return [f"Best end to end: {best.label} at {best.rate:,.0f} records/s = "
-            f"{100 * best.rate / ref.rate:.0f}% of the limit measured just before it "
-            f"({ref.rate:,.0f} records/s; {100 * best.rate / limit.rate:.0f}% of the best limit "
-            f"of the sweep, {limit.rate:,.0f} records/s): this {verdict} the 80% goal.", ""]
+    return [
+        f"Best end to end: {best.label} at {best.rate:,.0f} records/s = "
+        f"{100 * best.rate / ref.rate:.0f}% of the limit measured just before it "
+        f"({ref.rate:,.0f} records/s; {100 * best.rate / limit.rate:.0f}% of the best limit "
+        f"of the sweep, {limit.rate:,.0f} records/s): this {verdict} the 80% goal.",
+        "",
+    ]
 
 
 def settings_line(args: argparse.Namespace) -> str:
-    return ("- conductor settings: defaults of the example config"
-            + (f", plus {', '.join(args.conductor_setting)}" if args.conductor_setting else "")
-            + (f", environment {', '.join(args.conductor_env)}" if args.conductor_env else "")
-            + f"; log level {args.conductor_log_level}")
+    return (
+        "- conductor settings: defaults of the example config"
+        + (f", plus {', '.join(args.conductor_setting)}" if args.conductor_setting else "")
+        + (f", environment {', '.join(args.conductor_env)}" if args.conductor_env else "")
+        + f"; log level {args.conductor_log_level}"
+    )
 
 
-def render(*, begin: str, end: str, script: str, started: Any, info: dict[str, str], bullets: Sequence[str],
-           table_text: str, results: list[Result], limit: Result | None, profile: str | None,
-           extra: Sequence[str] = ()) -> str:
+def render(
+    *,
+    begin: str,
+    end: str,
+    script: str,
+    started: Any,
+    info: dict[str, str],
+    bullets: Sequence[str],
+    table_text: str,
+    results: list[Result],
+    limit: Result | None,
+    profile: str | None,
+    extra: Sequence[str] = (),
+) -> str:
     """The generated block: run header, the table, the verdict, notes per run, the profile."""
     command = f"/work/venv/bin/python {script} " + " ".join(sys.argv[1:])
     lines = [
@@ -725,11 +791,17 @@ def kafka_version(kafka_proc: psutil.Process | None) -> str:
 def conductor_version() -> str | None:
     """The commit, and whether tracked files differ from it."""
     try:
-        return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True).stdout.strip() + \
-            (" (+ uncommitted changes)" if subprocess.run(
+        return subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip() + (
+            " (+ uncommitted changes)"
+            if subprocess.run(
                 ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-                capture_output=True, text=True).stdout.strip() else "")
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+            else ""
+        )
     except OSError:
         return None
 
@@ -743,8 +815,10 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return (f"{os.cpu_count()} CPUs ({model or platform.processor() or 'unknown'}), "
-            f"{psutil.virtual_memory().total / 1024 ** 3:.1f} GiB RAM, {platform.system()} {platform.release()}")
+    return (
+        f"{os.cpu_count()} CPUs ({model or platform.processor() or 'unknown'}), "
+        f"{psutil.virtual_memory().total / 1024**3:.1f} GiB RAM, {platform.system()} {platform.release()}"
+    )
 
 
 def write_doc(path: Path, block: str, begin: str, end: str, new_file: str, new_section: str = "") -> None:
@@ -758,7 +832,13 @@ def write_doc(path: Path, block: str, begin: str, end: str, new_file: str, new_s
         tail = rest.split(end, 1)[1]
         text = head + block + tail
     else:
-        text = text.rstrip("\n") + "\n\n" + (new_section.strip("\n") + "\n\n" if new_section else "") + block + "\n"
+        text = (
+            text.rstrip("\n")
+            + "\n\n"
+            + (new_section.strip("\n") + "\n\n" if new_section else "")
+            + block
+            + "\n"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
 
@@ -770,34 +850,64 @@ def add_run_arguments(parser: argparse.ArgumentParser, poll: float, fast_poll: f
     """The options every pipeline benchmark has: Kafka, the conductor CLI and its settings,
     polling, time-outs, the adjacent limit and retries. `what` names what is polled."""
     parser.add_argument("--kafka", default=os.environ.get("CONDUCTOR_KAFKA_BOOTSTRAP", "127.0.0.1:19092"))
-    parser.add_argument("--conductor", default=shutil.which("conductor", path=os.path.dirname(sys.executable))
-                        or "conductor", help="the conductor CLI (default: next to this Python)")
+    parser.add_argument(
+        "--conductor",
+        default=shutil.which("conductor", path=os.path.dirname(sys.executable)) or "conductor",
+        help="the conductor CLI (default: next to this Python)",
+    )
     parser.add_argument("--conductor-log-level", default="WARNING")
-    parser.add_argument("--conductor-setting", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra line for the generated .properties (repeatable)")
-    parser.add_argument("--conductor-env", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra environment for `conductor start` (repeatable), e.g. PYTHONPATH=...")
-    parser.add_argument("--poll", type=float, default=poll, help=f"{what} poll interval in s (default {poll:g})")
-    parser.add_argument("--fast-poll", type=float, default=fast_poll,
-                        help=f"poll interval past 90%% (default {fast_poll:g})")
+    parser.add_argument(
+        "--conductor-setting",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra line for the generated .properties (repeatable)",
+    )
+    parser.add_argument(
+        "--conductor-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for `conductor start` (repeatable), e.g. PYTHONPATH=...",
+    )
+    parser.add_argument(
+        "--poll", type=float, default=poll, help=f"{what} poll interval in s (default {poll:g})"
+    )
+    parser.add_argument(
+        "--fast-poll", type=float, default=fast_poll, help=f"poll interval past 90%% (default {fast_poll:g})"
+    )
     parser.add_argument("--timeout", type=float, default=300, help="per conductor run, s (default 300)")
-    parser.add_argument("--no-adjacent-limit", dest="adjacent_limit", action="store_false",
-                        help="do not measure the best limit variant again right before each conductor run")
-    parser.add_argument("--retries", type=int, default=2,
-                        help="run a phase again when a server restarted during it (default 2)")
+    parser.add_argument(
+        "--no-adjacent-limit",
+        dest="adjacent_limit",
+        action="store_false",
+        help="do not measure the best limit variant again right before each conductor run",
+    )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=2,
+        help="run a phase again when a server restarted during it (default 2)",
+    )
 
 
 def add_profile_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", action="store_true", help="also profile one worker in-process (cProfile)")
+    parser.add_argument(
+        "--profile", action="store_true", help="also profile one worker in-process (cProfile)"
+    )
     parser.add_argument("--profile-top", type=int, default=25)
     parser.add_argument("--profile-out", default=None, help="write the cProfile stats here")
 
 
 def add_output_arguments(parser: argparse.ArgumentParser, keep_help: str) -> None:
-    parser.add_argument("--output", default=str(ROOT / "docs" / "BENCHMARKS.md"),
-                        help="Markdown file to update ('-' for none)")
-    parser.add_argument("--logs", default=None, metavar="DIR",
-                        help="copy each conductor run's log (and state files) into DIR")
+    parser.add_argument(
+        "--output",
+        default=str(ROOT / "docs" / "BENCHMARKS.md"),
+        help="Markdown file to update ('-' for none)",
+    )
+    parser.add_argument(
+        "--logs", default=None, metavar="DIR", help="copy each conductor run's log (and state files) into DIR"
+    )
     parser.add_argument("--keep", action="store_true", help=keep_help)
 
 
@@ -805,7 +915,9 @@ def worker_counts(text: str) -> list[int]:
     return [int(w) for w in text.split(",") if w.strip()]
 
 
-def retried(args: argparse.Namespace, run: Callable[[int], Any], errors: tuple[type[BaseException], ...]) -> Any:
+def retried(
+    args: argparse.Namespace, run: Callable[[int], Any], errors: tuple[type[BaseException], ...]
+) -> Any:
     """Run a phase again (up to --retries times) when a server went away (one of `errors`) or
     restarted during it: other test runs on a shared machine stop and start the servers."""
     attempt = 0
@@ -816,8 +928,11 @@ def retried(args: argparse.Namespace, run: Callable[[int], Any], errors: tuple[t
             if attempt >= args.retries:
                 raise
             attempt += 1
-            print(f"  a server went away during the run ({type(exc).__name__}); running it again "
-                  f"(attempt {attempt + 1})", flush=True)
+            print(
+                f"  a server went away during the run ({type(exc).__name__}); running it again "
+                f"(attempt {attempt + 1})",
+                flush=True,
+            )
             continue
         disturbed = isinstance(result, Result) and bool(result.server and result.server.restarted)
         if not disturbed or attempt >= args.retries:
@@ -825,8 +940,10 @@ def retried(args: argparse.Namespace, run: Callable[[int], Any], errors: tuple[t
                 result.notes.append(f"attempt {attempt + 1} (earlier ones disturbed by a server restart)")
             return result
         attempt += 1
-        print(f"  {result.label}: a server restarted during the run; running it again "
-              f"(attempt {attempt + 1})", flush=True)
+        print(
+            f"  {result.label}: a server restarted during the run; running it again (attempt {attempt + 1})",
+            flush=True,
+        )
 
 
 def delete_group(admin: Any, group: str) -> None:
@@ -834,7 +951,9 @@ def delete_group(admin: Any, group: str) -> None:
     from kafka.admin import MemberToRemove
 
     description = admin.describe_groups([group]).get(group) or {}
-    static = [m.get("group_instance_id") for m in description.get("members", []) if m.get("group_instance_id")]
+    static = [
+        m.get("group_instance_id") for m in description.get("members", []) if m.get("group_instance_id")
+    ]
     if static:
         admin.remove_group_members(group, [MemberToRemove(group_instance_id=i) for i in static])
     answer = admin.delete_groups([group])
@@ -850,19 +969,19 @@ def cleanup_kafka(bootstrap: str, topic: str, groups: list[str], keep: bool) -> 
 
     try:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         print(f"cleanup: Kafka admin: {exc}", file=sys.stderr)
         return
     try:
         for group in groups:
             try:
                 delete_group(admin, group)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 print(f"cleanup: consumer group {group}: {exc}", file=sys.stderr)
         if not keep:
             try:
                 admin.delete_topics([topic])
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 print(f"cleanup: topic {topic}: {exc}", file=sys.stderr)
     finally:
         admin.close()

@@ -45,17 +45,46 @@ from typing import Any
 
 import orjson
 import psutil
+from common import (
+    KAFKA,
+    MIB,
+    PARTITIONS,
+    BackgroundPoller,
+    CountPoller,
+    Readings,
+    Result,
+    Server,
+    ServerCpu,
+    add_output_arguments,
+    add_profile_arguments,
+    add_run_arguments,
+    cleanup_kafka,
+    conductor_name,
+    conductor_version,
+    find_process,
+    fmt,
+    kafka_answers,
+    kafka_version,
+    percent,
+    produce,
+    profile_in_process,
+    profile_table,
+    render,
+    retried,
+    run_conductor,
+    self_cpu,
+    settings_line,
+    steady_rate,
+    table,
+    wait_for_servers,
+    worker_counts,
+    write_doc,
+    write_properties,
+)
 from elasticsearch import Elasticsearch, helpers
 from elasticsearch.serializer import OrjsonSerializer
 
-from common import (KAFKA, MIB, PARTITIONS, BackgroundPoller, CountPoller, Readings, Result, Server,
-                    ServerCpu, add_output_arguments, add_profile_arguments, add_run_arguments, cleanup_kafka,
-                    conductor_name, conductor_version, find_process, fmt, kafka_answers, kafka_version,
-                    percent, produce, profile_in_process, profile_table, render, retried, run_conductor,
-                    self_cpu, settings_line, steady_rate, table, wait_for_servers, worker_counts,
-                    write_doc, write_properties)
-
-from conductor.readings import readings  # noqa: E402
+from conductor.readings import readings
 
 BULK_HEADERS = {"content-type": "application/x-ndjson", "accept": "application/json"}
 MARK_BEGIN = "<!-- bench/es_pipeline.py: generated from here -->"
@@ -101,8 +130,17 @@ def build_dataset(count: int, run_id: str) -> Dataset:
     per_index: dict[str, int] = {}
     for index in indexes:
         per_index[index] = per_index.get(index, 0) + 1
-    return Dataset(topic=f"bench-{run_id}", start_ms=start_ms, keys=keys, values=values, timestamps=stamps,
-                   prefix=prefix, indexes=indexes, ids=ids, per_index=per_index)
+    return Dataset(
+        topic=f"bench-{run_id}",
+        start_ms=start_ms,
+        keys=keys,
+        values=values,
+        timestamps=stamps,
+        prefix=prefix,
+        indexes=indexes,
+        ids=ids,
+        per_index=per_index,
+    )
 
 
 # -- servers -------------------------------------------------------------------------------------
@@ -137,9 +175,10 @@ class EsCountPoller(CountPoller):
     def count(self) -> int:
         try:
             self.client.indices.refresh(index=self.pattern, ignore_unavailable=True, allow_no_indices=True)
-            return self.client.count(index=self.pattern, ignore_unavailable=True,
-                                     allow_no_indices=True)["count"]
-        except Exception:  # noqa: BLE001 - an index being auto-created; next poll
+            return self.client.count(index=self.pattern, ignore_unavailable=True, allow_no_indices=True)[
+                "count"
+            ]
+        except Exception:
             self.errors += 1
             return self.samples[-1][1] if self.samples else 0
 
@@ -151,14 +190,19 @@ class EsCountPoller(CountPoller):
 
 
 def es_client(url: str, **kwargs: Any) -> Elasticsearch:
-    return Elasticsearch(url, request_timeout=120, serializers={"application/json": OrjsonSerializer()}, **kwargs)
+    return Elasticsearch(
+        url, request_timeout=120, serializers={"application/json": OrjsonSerializer()}, **kwargs
+    )
 
 
 def delete_indexes(client: Elasticsearch, pattern: str) -> None:
-    names = list(client.indices.get(index=pattern, ignore_unavailable=True, allow_no_indices=True,
-                                    expand_wildcards="all"))
+    names = list(
+        client.indices.get(
+            index=pattern, ignore_unavailable=True, allow_no_indices=True, expand_wildcards="all"
+        )
+    )
     for start in range(0, len(names), 50):
-        client.indices.delete(index=",".join(names[start:start + 50]))
+        client.indices.delete(index=",".join(names[start : start + 50]))
 
 
 def index_counts(client: Elasticsearch, pattern: str) -> dict[str, int]:
@@ -177,7 +221,7 @@ def check_documents(client: Elasticsearch, data: Dataset, samples: int = 20) -> 
     step = max(1, data.count // samples)
     picks = list(range(0, data.count, step))[:samples] + [data.count - 1]
     docs = client.mget(docs=[{"_index": data.indexes[n], "_id": data.ids[n]} for n in picks])["docs"]
-    for n, doc in zip(picks, docs):
+    for n, doc in zip(picks, docs, strict=True):
         if not doc.get("found"):
             problems.append(f"document {data.indexes[n]}/{data.ids[n]} not found")
         elif doc["_source"] != orjson.loads(data.values[n]):
@@ -198,12 +242,14 @@ def raw_lines(data: Dataset, start: int, stop: int) -> bytes:
     return b"\n".join(parts)
 
 
-def load_raw(client: Elasticsearch, data: Dataset, chunk: int, threads: int,
-             progress: Callable[[int], None]) -> None:
+def load_raw(
+    client: Elasticsearch, data: Dataset, chunk: int, threads: int, progress: Callable[[int], None]
+) -> None:
     def post(start: int) -> None:
         stop = min(start + chunk, data.count)
-        response = client.perform_request("POST", "/_bulk", headers=BULK_HEADERS,
-                                          body=raw_lines(data, start, stop)).body
+        response = client.perform_request(
+            "POST", "/_bulk", headers=BULK_HEADERS, body=raw_lines(data, start, stop)
+        ).body
         if response["errors"]:
             bad = [item for item in response["items"] if next(iter(item.values()))["status"] >= 300]
             raise RuntimeError(f"bulk: {len(bad)} items failed, first: {bad[0]}")
@@ -220,17 +266,30 @@ def load_raw(client: Elasticsearch, data: Dataset, chunk: int, threads: int,
 
 def helper_actions(data: Dataset) -> list[dict[str, Any]]:
     loads = orjson.loads
-    return [{"_index": data.indexes[n], "_id": data.ids[n], "_source": loads(data.values[n])}
-            for n in range(data.count)]
+    return [
+        {"_index": data.indexes[n], "_id": data.ids[n], "_source": loads(data.values[n])}
+        for n in range(data.count)
+    ]
 
 
-def load_helpers(client: Elasticsearch, actions: list[dict[str, Any]], chunk: int, threads: int,
-                 progress: Callable[[int], None]) -> None:
+def load_helpers(
+    client: Elasticsearch,
+    actions: list[dict[str, Any]],
+    chunk: int,
+    threads: int,
+    progress: Callable[[int], None],
+) -> None:
     if threads == 1:
         results = helpers.streaming_bulk(client, actions, chunk_size=chunk, max_chunk_bytes=100 * MIB)
     else:
-        results = helpers.parallel_bulk(client, actions, thread_count=threads, chunk_size=chunk,
-                                        queue_size=threads * 2, max_chunk_bytes=100 * MIB)
+        results = helpers.parallel_bulk(
+            client,
+            actions,
+            thread_count=threads,
+            chunk_size=chunk,
+            queue_size=threads * 2,
+            max_chunk_bytes=100 * MIB,
+        )
     done = 0
     for ok, item in results:
         if not ok:
@@ -256,17 +315,32 @@ def warm_up(url: str, kafka_bootstrap: str, data: Dataset, records: int = 40_000
     Elasticsearch (JIT, caches) more than the others."""
     wait_for_es(url, kafka_bootstrap)
     client = es_client(url)
-    sample = Dataset(topic=data.topic, start_ms=data.start_ms, keys=[], values=data.values[:records],
-                     timestamps=[], prefix=data.prefix + "warmup_",
-                     indexes=[data.prefix + "warmup__x"] * min(records, data.count), ids=data.ids[:records],
-                     per_index={})
+    sample = Dataset(
+        topic=data.topic,
+        start_ms=data.start_ms,
+        keys=[],
+        values=data.values[:records],
+        timestamps=[],
+        prefix=data.prefix + "warmup_",
+        indexes=[data.prefix + "warmup__x"] * min(records, data.count),
+        ids=data.ids[:records],
+        per_index={},
+    )
     load_raw(client, sample, 5000, 1, lambda n: None)
     delete_indexes(client, sample.pattern)
     client.close()
 
 
-def measure_limit(url: str, kafka_bootstrap: str, data: Dataset, variant: str, chunk: int,
-                  server: ServerCpu, poll: float, fast_poll: float) -> Result:
+def measure_limit(
+    url: str,
+    kafka_bootstrap: str,
+    data: Dataset,
+    variant: str,
+    chunk: int,
+    server: ServerCpu,
+    poll: float,
+    fast_poll: float,
+) -> Result:
     label, threads = VARIANTS[variant]
     wait_for_es(url, kafka_bootstrap)
     result = Result(f"limit: {label}, chunk {chunk}", "limit", data.count, variant=(variant, chunk))
@@ -325,29 +399,42 @@ def measure_limit(url: str, kafka_bootstrap: str, data: Dataset, variant: str, c
 # -- conductor end to end ----------------------------------------------------------------------------
 
 
-def write_config(directory: Path, name: str, data: Dataset, url: str, bootstrap: str, workers: int,
-                 extra: Sequence[str]) -> Path:
+def write_config(
+    directory: Path, name: str, data: Dataset, url: str, bootstrap: str, workers: int, extra: Sequence[str]
+) -> Path:
     host_port = re.sub(r"^https?://", "", url).rstrip("/")
     host, port = host_port.rsplit(":", 1)
-    return write_properties(directory, name, [
-        f"name={name}",
-        "connector.class=io.lenses.streamreactor.connect.elastic8.ElasticSinkConnector",
-        f"tasks.max={workers}",
-        f"topics={data.topic}",
-        f"bootstrap.servers={bootstrap}",
-        f"connect.elastic.hosts={host}",
-        f"connect.elastic.port={port}",
-        f"connect.elastic.kcql=INSERT INTO {data.prefix} SELECT * FROM {data.topic} "
-        f"PK sensor_id, reading_id WITHINDEXSUFFIX=_{{YYYY-MM-dd}}",
-        "connect.elastic.error.policy=RETRY",
-        "connect.elastic.max.retries=10",
-        "connect.elastic.retry.interval=5000",
-        *extra,
-    ])
+    return write_properties(
+        directory,
+        name,
+        [
+            f"name={name}",
+            "connector.class=io.lenses.streamreactor.connect.elastic8.ElasticSinkConnector",
+            f"tasks.max={workers}",
+            f"topics={data.topic}",
+            f"bootstrap.servers={bootstrap}",
+            f"connect.elastic.hosts={host}",
+            f"connect.elastic.port={port}",
+            f"connect.elastic.kcql=INSERT INTO {data.prefix} SELECT * FROM {data.topic} "
+            f"PK sensor_id, reading_id WITHINDEXSUFFIX=_{{YYYY-MM-dd}}",
+            "connect.elastic.error.policy=RETRY",
+            "connect.elastic.max.retries=10",
+            "connect.elastic.retry.interval=5000",
+            *extra,
+        ],
+    )
 
 
-def conductor_run(args: argparse.Namespace, data: Dataset, workers: int, run_id: str, workdir: Path,
-                  server: ServerCpu, groups: list[str], attempt: int = 0) -> Result:
+def conductor_run(
+    args: argparse.Namespace,
+    data: Dataset,
+    workers: int,
+    run_id: str,
+    workdir: Path,
+    server: ServerCpu,
+    groups: list[str],
+    attempt: int = 0,
+) -> Result:
     wait_for_es(args.es, args.kafka)
     name = conductor_name(run_id, workers, attempt)
     groups.append(f"connect-{name}")
@@ -355,8 +442,16 @@ def conductor_run(args: argparse.Namespace, data: Dataset, workers: int, run_id:
     delete_indexes(admin, data.pattern)
     config = write_config(workdir, name, data, args.es, args.kafka, workers, args.conductor_setting)
     poller = EsCountPoller(args.es, data.pattern, data.count, args.poll, args.fast_poll)
-    result = run_conductor(args, name=name, config=config, workers=workers, workdir=workdir, server=server,
-                           poller=poller, check=lambda: check_documents(admin, data))
+    result = run_conductor(
+        args,
+        name=name,
+        config=config,
+        workers=workers,
+        workdir=workdir,
+        server=server,
+        poller=poller,
+        check=lambda: check_documents(admin, data),
+    )
     delete_indexes(admin, data.pattern)
     admin.close()
     return result
@@ -365,8 +460,9 @@ def conductor_run(args: argparse.Namespace, data: Dataset, workers: int, run_id:
 # -- one worker under cProfile, in this process ---------------------------------------------------------
 
 
-def profile_worker(args: argparse.Namespace, data: Dataset, run_id: str, workdir: Path, server: ServerCpu,
-                   groups: list[str]) -> tuple[Result, str, Any]:
+def profile_worker(
+    args: argparse.Namespace, data: Dataset, run_id: str, workdir: Path, server: ServerCpu, groups: list[str]
+) -> tuple[Result, str, Any]:
     wait_for_es(args.es, args.kafka)
     name = f"bench-{run_id}-profile"
     groups.append(f"connect-{name}")
@@ -394,14 +490,18 @@ def versions(es_url: str, kafka_proc: psutil.Process | None) -> dict[str, str]:
     import elasticsearch
     import kafka
 
-    out = {"python": platform.python_version(), "elasticsearch-py": elasticsearch.__versionstr__,
-           "kafka-python": kafka.__version__, "orjson": orjson.__version__}
+    out = {
+        "python": platform.python_version(),
+        "elasticsearch-py": elasticsearch.__versionstr__,
+        "kafka-python": kafka.__version__,
+        "orjson": orjson.__version__,
+    }
     try:
         client = es_client(es_url)
         nodes = client.nodes.info(filter_path="nodes.*.version")["nodes"]
         out["Elasticsearch"] = ", ".join(sorted({n["version"] for n in nodes.values()}))
         client.close()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         out["Elasticsearch"] = f"unknown ({exc})"
     out["Kafka"] = kafka_version(kafka_proc)
     commit = conductor_version()
@@ -453,30 +553,55 @@ Method, per run of the script:
 """
 
 
-def render_block(args: argparse.Namespace, results: list[Result], limit: Result | None, produce_s: float,
-                 data: Dataset, info: dict[str, str], profile: str | None, started: dt.datetime) -> str:
+def render_block(
+    args: argparse.Namespace,
+    results: list[Result],
+    limit: Result | None,
+    produce_s: float,
+    data: Dataset,
+    info: dict[str, str],
+    profile: str | None,
+    started: dt.datetime,
+) -> str:
     bullets = [
         f"- data: {data.count:,} readings, {len(data.per_index)} daily indexes "
         f"({', '.join(f'{k}: {v:,}' for k, v in data.per_index.items())}), "
         f"produced in {produce_s:.1f}s; {PARTITIONS} partitions",
         settings_line(args),
     ]
-    return render(begin=MARK_BEGIN, end=MARK_END, script="bench/es_pipeline.py", started=started, info=info,
-                  bullets=bullets, table_text=table(results, limit, SERVERS), results=results, limit=limit,
-                  profile=profile)
+    return render(
+        begin=MARK_BEGIN,
+        end=MARK_END,
+        script="bench/es_pipeline.py",
+        started=started,
+        info=info,
+        bullets=bullets,
+        table_text=table(results, limit, SERVERS),
+        results=results,
+        limit=limit,
+        profile=profile,
+    )
 
 
 # -- main ----------------------------------------------------------------------------------------------
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--records", type=int, default=200_000, help="readings to produce (default 200000)")
-    parser.add_argument("--workers", default="1,2,3", help="worker counts to run, comma-separated (default 1,2,3)")
-    parser.add_argument("--limit-variants", default="streaming:2000,parallel:2000,raw:2000,raw:5000,raw2:5000",
-                        help="client variants for the limit, kind:chunk (kinds: %s)" % ", ".join(VARIANTS))
-    parser.add_argument("--es", default=os.environ.get("CONDUCTOR_ELASTICSEARCH_URL", "http://127.0.0.1:19200"))
+    parser.add_argument(
+        "--workers", default="1,2,3", help="worker counts to run, comma-separated (default 1,2,3)"
+    )
+    parser.add_argument(
+        "--limit-variants",
+        default="streaming:2000,parallel:2000,raw:2000,raw:5000,raw2:5000",
+        help=f"client variants for the limit, kind:chunk (kinds: {', '.join(VARIANTS)})",
+    )
+    parser.add_argument(
+        "--es", default=os.environ.get("CONDUCTOR_ELASTICSEARCH_URL", "http://127.0.0.1:19200")
+    )
     add_run_arguments(parser, poll=0.5, fast_poll=0.1, what="_count")
     add_profile_arguments(parser)
     add_output_arguments(parser, keep_help="keep the topic (indexes are always deleted)")
@@ -504,7 +629,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so the running conductor is stopped and
     # the topic, indexes and groups are deleted (conductor runs in its own session).
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    started_at = dt.datetime.now(dt.timezone.utc)
+    started_at = dt.datetime.now(dt.UTC)
     run_id = uuid.uuid4().hex[:8]
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-es-{run_id}-"))
     wait_for_es(args.es, args.kafka)
@@ -528,11 +653,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         es_retried(args, lambda attempt: warm_up(args.es, args.kafka, data))
         for kind, chunk in args.variants:
-            r = es_retried(args, lambda attempt: measure_limit(args.es, args.kafka, data, kind, chunk,
-                                                               server.copy(), args.poll, args.fast_poll))
+            r = es_retried(
+                args,
+                lambda attempt: measure_limit(
+                    args.es, args.kafka, data, kind, chunk, server.copy(), args.poll, args.fast_poll
+                ),
+            )
             results.append(r)
-            print(f"  {r.label}: {r.rate:,.0f} rec/s, steady {fmt(r.steady)}, "
-                  f"client CPU {r.per_million(r.client_cpu):.1f} s/M, ok={r.ok}", flush=True)
+            print(
+                f"  {r.label}: {r.rate:,.0f} rec/s, steady {fmt(r.steady)}, "
+                f"client CPU {r.per_million(r.client_cpu):.1f} s/M, ok={r.ok}",
+                flush=True,
+            )
         good = [r for r in results if r.kind == "limit" and r.ok]
         limit = max(good, key=lambda r: r.rate, default=None)
 
@@ -540,24 +672,35 @@ def main(argv: Sequence[str] | None = None) -> int:
             adjacent = None
             if limit is not None and args.adjacent_limit:
                 kind, chunk = limit.variant
-                adjacent = es_retried(args, lambda attempt: measure_limit(
-                    args.es, args.kafka, data, kind, chunk, server.copy(), args.poll, args.fast_poll))
+                adjacent = es_retried(
+                    args,
+                    lambda attempt: measure_limit(
+                        args.es, args.kafka, data, kind, chunk, server.copy(), args.poll, args.fast_poll
+                    ),
+                )
                 adjacent.label = f"limit again, before --workers {workers}"
                 print(f"  {adjacent.label}: {adjacent.rate:,.0f} rec/s, ok={adjacent.ok}", flush=True)
-            r = es_retried(args, lambda attempt: conductor_run(args, data, workers, run_id, workdir,
-                                                               server.copy(), groups, attempt))
+            r = es_retried(
+                args,
+                lambda attempt: conductor_run(
+                    args, data, workers, run_id, workdir, server.copy(), groups, attempt
+                ),
+            )
             r.adjacent = adjacent
             results.append(r)
             pct = f"{percent(r, limit)} of limit" if limit and r.ok else ""
-            print(f"  {r.label}: {r.rate:,.0f} rec/s, steady {fmt(r.steady)}, {pct}, "
-                  f"CPU {r.per_million(r.client_cpu):.1f} s/M, RSS {fmt(r.rss_mib, '.0f')} MiB, ok={r.ok}",
-                  flush=True)
+            print(
+                f"  {r.label}: {r.rate:,.0f} rec/s, steady {fmt(r.steady)}, {pct}, "
+                f"CPU {r.per_million(r.client_cpu):.1f} s/M, RSS {fmt(r.rss_mib, '.0f')} MiB, ok={r.ok}",
+                flush=True,
+            )
             for note in r.notes:
                 print(f"    {note}", flush=True)
 
         if args.profile:
-            r, text, stats = es_retried(args, lambda attempt: profile_worker(args, data, run_id, workdir,
-                                                                             server.copy(), groups))
+            r, text, stats = es_retried(
+                args, lambda attempt: profile_worker(args, data, run_id, workdir, server.copy(), groups)
+            )
             results.append(r)
             print(f"  {r.label}: {r.rate:,.0f} rec/s, ok={r.ok}; {'; '.join(r.notes)}", flush=True)
             print(text, flush=True)
@@ -585,7 +728,7 @@ def cleanup(args: argparse.Namespace, data: Dataset | None, groups: list[str]) -
         client = es_client(args.es)
         delete_indexes(client, data.pattern)
         client.close()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         print(f"cleanup: indexes {data.pattern}: {exc}", file=sys.stderr)
     cleanup_kafka(args.kafka, data.topic, groups, args.keep)
 

@@ -49,7 +49,7 @@ class _Reader:
         length = self.take(length_fmt)
         if length < 0:
             return None
-        value = self.data[self.pos:self.pos + length].decode()
+        value = self.data[self.pos : self.pos + length].decode()
         self.pos += length
         return value
 

@@ -7,9 +7,9 @@ import base64
 import os
 import string
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import probes
 
@@ -61,14 +61,14 @@ class Server:
     artifacts: tuple[str, ...] = ()
     zip_artifact: str | None = None
     start_timeout: float = 180.0
-    prepare: Callable[["Server", Paths], None] = field(default=lambda server, paths: None)
-    command: Callable[["Server", Paths, str], list[str]] = field(default=lambda s, p, j: [])
-    environment: Callable[["Server", Paths, str], dict[str, str]] = field(
+    prepare: Callable[[Server, Paths], None] = field(default=lambda server, paths: None)
+    command: Callable[[Server, Paths, str], list[str]] = field(default=lambda s, p, j: [])
+    environment: Callable[[Server, Paths, str], dict[str, str]] = field(
         default=lambda server, paths, java_home: {}
     )
-    probe: Callable[["Server"], str] = field(default=lambda server: "")
+    probe: Callable[[Server], str] = field(default=lambda server: "")
     # A one-off command to run before the first start (Kafka formats its KRaft storage).
-    init_command: Callable[["Server", Paths, str], list[str] | None] = field(
+    init_command: Callable[[Server, Paths, str], list[str] | None] = field(
         default=lambda server, paths, java: None
     )
     # Elasticsearch daemonizes itself and writes its own pid file.
@@ -89,9 +89,15 @@ def _render(template: str, target: Path, **values: object) -> None:
 
 # -- Kafka ---------------------------------------------------------------------------------
 
+
 def _kafka_prepare(server: Server, paths: Paths) -> None:
-    _render("kafka/server.properties", paths.home / "server.properties",
-            port=server.port, controller_port=server.ports["controller"], data_dir=paths.data)
+    _render(
+        "kafka/server.properties",
+        paths.home / "server.properties",
+        port=server.port,
+        controller_port=server.ports["controller"],
+        data_dir=paths.data,
+    )
     _render("kafka/log4j2.properties", paths.home / "log4j2.properties", log_dir=paths.logs)
 
 
@@ -99,9 +105,17 @@ def _kafka_format_command(server: Server, paths: Paths, java: str) -> list[str] 
     """KRaft needs its storage formatted once; None when it already is."""
     if (paths.data / "meta.properties").exists():
         return None
-    return [java, "-cp", str(paths.install / "lib" / "*"), "kafka.tools.StorageTool", "format",
-            "-t", _cluster_id(),
-            "-c", str(paths.home / "server.properties")]
+    return [
+        java,
+        "-cp",
+        str(paths.install / "lib" / "*"),
+        "kafka.tools.StorageTool",
+        "format",
+        "-t",
+        _cluster_id(),
+        "-c",
+        str(paths.home / "server.properties"),
+    ]
 
 
 def _cluster_id() -> str:
@@ -110,11 +124,20 @@ def _cluster_id() -> str:
 
 
 def _kafka_command(server: Server, paths: Paths, java: str) -> list[str]:
-    return [java, f"-Xms{server.heap}", f"-Xmx{server.heap}", "-XX:+UseG1GC",
-            "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={paths.home / 'log4j2.properties'}",
-            f"-Dkafka.logs.dir={paths.logs}",
-            "-cp", str(paths.install / "lib" / "*"), "kafka.Kafka", str(paths.home / "server.properties")]
+    return [
+        java,
+        f"-Xms{server.heap}",
+        f"-Xmx{server.heap}",
+        "-XX:+UseG1GC",
+        "-XX:+ExitOnOutOfMemoryError",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={paths.home / 'log4j2.properties'}",
+        f"-Dkafka.logs.dir={paths.logs}",
+        "-cp",
+        str(paths.install / "lib" / "*"),
+        "kafka.Kafka",
+        str(paths.home / "server.properties"),
+    ]
 
 
 def _kafka_probe(server: Server) -> str:
@@ -122,6 +145,7 @@ def _kafka_probe(server: Server) -> str:
 
 
 # -- Elasticsearch -------------------------------------------------------------------------
+
 
 def _elasticsearch_prepare(server: Server, paths: Paths) -> None:
     # Elasticsearch writes its keystore into the config folder, so each run gets its own copy.
@@ -177,9 +201,15 @@ def _elasticsearch_probe(server: Server) -> str:
 
 # -- Cassandra -----------------------------------------------------------------------------
 
+
 def _cassandra_prepare(server: Server, paths: Paths) -> None:
-    _render("cassandra/cassandra.yaml", paths.home / "cassandra.yaml", data_dir=paths.data,
-            port=server.port, storage_port=server.ports["storage"])
+    _render(
+        "cassandra/cassandra.yaml",
+        paths.home / "cassandra.yaml",
+        data_dir=paths.data,
+        port=server.port,
+        storage_port=server.ports["storage"],
+    )
     _render("cassandra/logback.xml", paths.home / "logback.xml", log_dir=paths.logs)
 
 
@@ -191,14 +221,20 @@ def _cassandra_command(server: Server, paths: Paths, java: str) -> list[str]:
     ]
     young = "256m"
     return [
-        java, f"-Xms{server.heap}", f"-Xmx{server.heap}", f"-Xmn{young}", *options,
+        java,
+        f"-Xms{server.heap}",
+        f"-Xmx{server.heap}",
+        f"-Xmn{young}",
+        *options,
         f"-Dcassandra.config=file://{paths.home / 'cassandra.yaml'}",
         f"-Dlogback.configurationFile=file://{paths.home / 'logback.xml'}",
         f"-Dcassandra.logdir={paths.logs}",
         f"-Dcassandra.storagedir={paths.data}",
         f"-Dcassandra.jmx.local.port={server.ports['jmx']}",
         "-Dcassandra-foreground=yes",
-        "-cp", str(paths.install / "lib" / "*"), "org.apache.cassandra.service.CassandraDaemon",
+        "-cp",
+        str(paths.install / "lib" / "*"),
+        "org.apache.cassandra.service.CassandraDaemon",
     ]
 
 
@@ -209,13 +245,17 @@ def _cassandra_probe(server: Server) -> str:
 KAFKA = Server(
     name="kafka",
     version=KAFKA_VERSION,
-    ports={"port": _port("CONDUCTOR_KAFKA_PORT", 19092),
-           "controller": _port("CONDUCTOR_KAFKA_CONTROLLER_PORT", 19093)},
+    ports={
+        "port": _port("CONDUCTOR_KAFKA_PORT", 19092),
+        "controller": _port("CONDUCTOR_KAFKA_CONTROLLER_PORT", 19093),
+    },
     heap=os.environ.get("CONDUCTOR_KAFKA_HEAP", "512m"),
     main_log="server.log",
-    artifacts=(f"org.apache.kafka:kafka_2.13:{KAFKA_VERSION}",
-               f"org.apache.logging.log4j:log4j-core:{LOG4J_VERSION}",
-               f"org.apache.logging.log4j:log4j-slf4j-impl:{LOG4J_VERSION}"),
+    artifacts=(
+        f"org.apache.kafka:kafka_2.13:{KAFKA_VERSION}",
+        f"org.apache.logging.log4j:log4j-core:{LOG4J_VERSION}",
+        f"org.apache.logging.log4j:log4j-slf4j-impl:{LOG4J_VERSION}",
+    ),
     prepare=_kafka_prepare,
     command=_kafka_command,
     init_command=_kafka_format_command,
@@ -225,8 +265,10 @@ KAFKA = Server(
 ELASTICSEARCH = Server(
     name="elasticsearch",
     version=ELASTICSEARCH_VERSION,
-    ports={"port": _port("CONDUCTOR_ELASTICSEARCH_PORT", 19200),
-           "transport": _port("CONDUCTOR_ELASTICSEARCH_TRANSPORT_PORT", 19300)},
+    ports={
+        "port": _port("CONDUCTOR_ELASTICSEARCH_PORT", 19200),
+        "transport": _port("CONDUCTOR_ELASTICSEARCH_TRANSPORT_PORT", 19300),
+    },
     heap=os.environ.get("CONDUCTOR_ELASTICSEARCH_HEAP", "1g"),
     main_log="conductor.log",
     zip_artifact=f"org.elasticsearch.distribution.integ-test-zip:elasticsearch:{ELASTICSEARCH_VERSION}:zip",
@@ -240,9 +282,11 @@ ELASTICSEARCH = Server(
 CASSANDRA = Server(
     name="cassandra",
     version=CASSANDRA_VERSION,
-    ports={"port": _port("CONDUCTOR_CASSANDRA_PORT", 19042),
-           "storage": _port("CONDUCTOR_CASSANDRA_STORAGE_PORT", 17000),
-           "jmx": _port("CONDUCTOR_CASSANDRA_JMX_PORT", 17199)},
+    ports={
+        "port": _port("CONDUCTOR_CASSANDRA_PORT", 19042),
+        "storage": _port("CONDUCTOR_CASSANDRA_STORAGE_PORT", 17000),
+        "jmx": _port("CONDUCTOR_CASSANDRA_JMX_PORT", 17199),
+    },
     heap=os.environ.get("CONDUCTOR_CASSANDRA_HEAP", "1g"),
     main_log="system.log",
     artifacts=(f"org.apache.cassandra:cassandra-all:{CASSANDRA_VERSION}",),

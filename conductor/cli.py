@@ -16,8 +16,12 @@ LOG_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
 
 @click.group()
 @click.version_option(package_name="conductor")
-@click.option("--log-level", default="INFO", show_default=True,
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
 def main(log_level: str) -> None:
     """Kafka to Elasticsearch and Cassandra, routed by KCQL."""
     logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
@@ -34,11 +38,16 @@ def _load(config_path: str, bootstrap_servers: str | None):
     return build_connector(config)
 
 
-_config_option = click.option("--config", "config_path", required=True,
-                              type=click.Path(exists=True, dir_okay=False),
-                              help="Connector config: .properties, .json (Kafka Connect REST) or .yaml.")
-_bootstrap_option = click.option("--bootstrap-servers", default=None,
-                                 help="Kafka bootstrap servers, over the config's bootstrap.servers.")
+_config_option = click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Connector config: .properties, .json (Kafka Connect REST) or .yaml.",
+)
+_bootstrap_option = click.option(
+    "--bootstrap-servers", default=None, help="Kafka bootstrap servers, over the config's bootstrap.servers."
+)
 
 
 @main.command()
@@ -57,33 +66,54 @@ def validate(config_path: str, bootstrap_servers: str | None) -> None:
             click.echo("  - " + problem.replace("\n", "\n    "), err=True)
         sys.exit(1)
     config = connector.config
-    click.echo(f"connector {config.name}: {config.sink} sink, consumer group {config.group_id}, "
-               f"{config.tasks_max} worker(s) by default")
+    click.echo(
+        f"connector {config.name}: {config.sink} sink, consumer group {config.group_id}, "
+        f"{config.tasks_max} worker(s) by default"
+    )
     click.echo(f"  topics: {config.topics_regex or ', '.join(config.topics)}")
     for number, statement in enumerate(connector.statements, start=1):
-        fields = ", ".join(f.dotted + (".*" if f.wildcard and f.path else "*" if f.wildcard else "")
-                           + (f" AS {f.alias}" if f.alias else "") for f in statement.fields)
-        click.echo(f"  route {number}: {statement.topic} -> {statement.target.name}"
-                   f"{statement.index_suffix or ''} ({statement.write_mode})")
+        fields = ", ".join(
+            f.dotted
+            + (".*" if f.wildcard and f.path else "*" if f.wildcard else "")
+            + (f" AS {f.alias}" if f.alias else "")
+            for f in statement.fields
+        )
+        click.echo(
+            f"  route {number}: {statement.topic} -> {statement.target.name}"
+            f"{statement.index_suffix or ''} ({statement.write_mode})"
+        )
         click.echo(f"    fields: {fields}")
         if statement.ignored:
             click.echo(f"    ignore: {', '.join(i.dotted for i in statement.ignored)}")
         pk = ", ".join(k.dotted for k in statement.primary_keys)
         if config.elastic is not None:
-            document_id = f"{pk} joined by {config.elastic.pk_separator!r}" if pk else "topic-partition-offset"
+            document_id = (
+                f"{pk} joined by {config.elastic.pk_separator!r}" if pk else "topic-partition-offset"
+            )
             click.echo(f"    document id: {document_id}")
         else:
-            click.echo(f"    table: {statement.target.name} in keyspace {config.cassandra.keyspace} "
-                       "(primary key from the table's schema)")
-        for clause, value in (("autocreate", statement.autocreate), ("pipeline", statement.pipeline),
-                              ("batch", statement.batch_size), ("ttl", statement.ttl),
-                              ("properties", dict(statement.properties) or None)):
+            click.echo(
+                f"    table: {statement.target.name} in keyspace {config.cassandra.keyspace} "
+                "(primary key from the table's schema)"
+            )
+        for clause, value in (
+            ("autocreate", statement.autocreate),
+            ("pipeline", statement.pipeline),
+            ("batch", statement.batch_size),
+            ("ttl", statement.ttl),
+            ("properties", dict(statement.properties) or None),
+        ):
             if value:
                 click.echo(f"    {clause}: {value}")
-    retry = f" (max.retries={config.max_retries}, retry.interval={config.retry_interval_ms} ms)" \
-        if config.error_policy == "RETRY" else ""
-    click.echo(f"  error policy: {config.error_policy}{retry}; dead-letter topic: {config.dlq_topic or 'none'}"
-               f"; errors.tolerance={config.errors_tolerance}")
+    retry = (
+        f" (max.retries={config.max_retries}, retry.interval={config.retry_interval_ms} ms)"
+        if config.error_policy == "RETRY"
+        else ""
+    )
+    click.echo(
+        f"  error policy: {config.error_policy}{retry}; dead-letter topic: {config.dlq_topic or 'none'}"
+        f"; errors.tolerance={config.errors_tolerance}"
+    )
     for warning in config.warnings:
         click.echo(f"  warning: {warning}")
 
@@ -97,8 +127,12 @@ def _write_timeout_s(config) -> float:
 @main.command()
 @_config_option
 @_bootstrap_option
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Worker processes (default: the config's tasks.max).")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes (default: the config's tasks.max).",
+)
 def start(config_path: str, bootstrap_servers: str | None, workers: int | None) -> None:
     """Run the connector: a supervisor and N workers in the connector's consumer group."""
     from conductor.status import state_dir_for
@@ -130,8 +164,13 @@ def start(config_path: str, bootstrap_servers: str | None, workers: int | None) 
 
 
 @main.command("produce-readings")
-@click.option("--bootstrap-servers", envvar="CONDUCTOR_KAFKA_BOOTSTRAP", default="127.0.0.1:19092",
-              show_default=True, help="Kafka bootstrap servers (env CONDUCTOR_KAFKA_BOOTSTRAP).")
+@click.option(
+    "--bootstrap-servers",
+    envvar="CONDUCTOR_KAFKA_BOOTSTRAP",
+    default="127.0.0.1:19092",
+    show_default=True,
+    help="Kafka bootstrap servers (env CONDUCTOR_KAFKA_BOOTSTRAP).",
+)
 @click.option("--topic", default="temperatures.aggregated", show_default=True)
 @click.option("--partitions", default=6, show_default=True, help="Used when the topic is created.")
 @click.option("--count", default=10_000, show_default=True)
@@ -152,14 +191,21 @@ def produce_readings(bootstrap_servers: str, topic: str, partitions: int, count:
     finally:
         admin.close()
     started = time.monotonic()
-    producer = KafkaProducer(bootstrap_servers=bootstrap_servers, linger_ms=20, batch_size=256 * 1024,
-                             compression_type=None, acks="all")
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap_servers,
+        linger_ms=20,
+        batch_size=256 * 1024,
+        compression_type=None,
+        acks="all",
+    )
     for key, value in readings(count, sensors=sensors):
         producer.send(topic, key=key, value=value)
     producer.flush()
     producer.close()
     elapsed = time.monotonic() - started
-    click.echo(f"produced {count} readings to {topic} in {elapsed:.1f}s ({count / max(elapsed, 1e-9):,.0f}/s)")
+    click.echo(
+        f"produced {count} readings to {topic} in {elapsed:.1f}s ({count / max(elapsed, 1e-9):,.0f}/s)"
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -38,10 +38,17 @@ def build_connector(config: ConnectorConfig) -> Connector:
     routes = [compile_route(statement) for statement in statements]
     topics_read = {statement.topic for statement in statements}
     if not config.topics_regex:
-        problems += [f"topic {topic!r} is in 'topics' but no KCQL statement reads it"
-                     for topic in config.topics if topic not in topics_read and not errors]
-        problems += [f"KCQL statement at line {s.line} reads topic {s.topic!r}, which is not in 'topics' "
-                     f"({', '.join(config.topics)})" for s in statements if s.topic not in config.topics]
+        problems += [
+            f"topic {topic!r} is in 'topics' but no KCQL statement reads it"
+            for topic in config.topics
+            if topic not in topics_read and not errors
+        ]
+        problems += [
+            f"KCQL statement at line {s.line} reads topic {s.topic!r}, which is not in 'topics' "
+            f"({', '.join(config.topics)})"
+            for s in statements
+            if s.topic not in config.topics
+        ]
     try:
         sink = _builder(config.sink)(config, routes)
     except ConfigError as error:
@@ -70,7 +77,9 @@ def build_elasticsearch_sink(config: ConnectorConfig, routes: list[Route]) -> Si
     from sinks.elasticsearch import ElasticsearchSettings, ElasticsearchSink
 
     elastic = config.elastic
-    client_kwargs = {k: v for k, v in elastic.to_client_kwargs().items() if k not in ("hosts", "request_timeout")}
+    client_kwargs = {
+        k: v for k, v in elastic.to_client_kwargs().items() if k not in ("hosts", "request_timeout")
+    }
     settings = ElasticsearchSettings(
         hosts=tuple(elastic.hosts),
         client_kwargs=client_kwargs,

@@ -9,7 +9,9 @@ from collections.abc import Iterator
 import orjson
 
 
-def readings(count: int, sensors: int = 1000, start_ms: int | None = None, seed: int = 7) -> Iterator[tuple[bytes, bytes]]:
+def readings(
+    count: int, sensors: int = 1000, start_ms: int | None = None, seed: int = 7
+) -> Iterator[tuple[bytes, bytes]]:
     """Yield (key, value) pairs: key is the sensor id, value a JSON reading one second apart."""
     rng = random.Random(seed)
     start_ms = int(time.time() * 1000) - count * 1000 if start_ms is None else start_ms

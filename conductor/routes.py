@@ -132,8 +132,9 @@ class Route:
             if value is MISSING or value is None:
                 raise RecordError(f"PK field '{dotted}' is missing from record {record.where}")
             if type(value) in (dict, list):
-                raise RecordError(f"PK field '{dotted}' of record {record.where} is a "
-                                  f"{type(value).__name__}, not a scalar")
+                raise RecordError(
+                    f"PK field '{dotted}' of record {record.where} is a {type(value).__name__}, not a scalar"
+                )
             values.append(value)
         return tuple(values)
 
@@ -168,7 +169,7 @@ def compile_route(statement: Statement) -> Route:
         target_of = dynamic_target
     else:
         name = target.name
-        target_of = lambda record: name  # noqa: E731
+        target_of = lambda record: name
     key_getters = tuple((pk.dotted, compile_getter(pk)) for pk in statement.primary_keys)
     return Route(statement, _compile_projection(statement), target_of, key_getters)
 

@@ -56,13 +56,22 @@ class SupervisorSettings:
     healthy_after_s: float = 60  # a worker that ran this long starts its slot's backoff over
 
     def __post_init__(self) -> None:
-        positive = {"workers": self.workers, "heartbeat_timeout_s": self.heartbeat_timeout_s,
-                    "drain_timeout_s": self.drain_timeout_s, "restart_backoff_max_s": self.restart_backoff_max_s}
-        not_negative = {"rss_limit_mb": self.rss_limit_mb, "restart_max": self.restart_max,
-                        "restart_backoff_initial_s": self.restart_backoff_initial_s,
-                        "healthy_after_s": self.healthy_after_s}
+        positive = {
+            "workers": self.workers,
+            "heartbeat_timeout_s": self.heartbeat_timeout_s,
+            "drain_timeout_s": self.drain_timeout_s,
+            "restart_backoff_max_s": self.restart_backoff_max_s,
+        }
+        not_negative = {
+            "rss_limit_mb": self.rss_limit_mb,
+            "restart_max": self.restart_max,
+            "restart_backoff_initial_s": self.restart_backoff_initial_s,
+            "healthy_after_s": self.healthy_after_s,
+        }
         problems = [f"{name} must be above 0, not {value}" for name, value in positive.items() if value <= 0]
-        problems += [f"{name} must not be negative, not {value}" for name, value in not_negative.items() if value < 0]
+        problems += [
+            f"{name} must not be negative, not {value}" for name, value in not_negative.items() if value < 0
+        ]
         if problems:
             raise ConfigError(problems, source="supervisor settings")
 
@@ -151,8 +160,13 @@ class Supervisor:
     def run(self) -> int:
         try:
             self._open()
-            log.info("supervisor pid %s starting %s worker(s) for %s; state in %s",
-                     os.getpid(), len(self._slots), self.settings.name, self.state_dir)
+            log.info(
+                "supervisor pid %s starting %s worker(s) for %s; state in %s",
+                os.getpid(),
+                len(self._slots),
+                self.settings.name,
+                self.state_dir,
+            )
             while True:
                 self._dispatch_signals()
                 self._read_boot_notices()
@@ -234,19 +248,33 @@ class Supervisor:
         slot.detach()
         slot.last_exit = describe_exit(code)
         if self._stop_code is not None:
-            log.log(logging.INFO if code == exitcodes.OK else logging.WARNING,
-                    "worker %s pid %s stopped: %s", slot.worker_id, pid, slot.last_exit)
+            log.log(
+                logging.INFO if code == exitcodes.OK else logging.WARNING,
+                "worker %s pid %s stopped: %s",
+                slot.worker_id,
+                pid,
+                slot.last_exit,
+            )
             self._set(slot, "stopped")
             return
         if recycling:
-            log.info("worker %s pid %s stopped for its memory: %s; respawning it",
-                     slot.worker_id, pid, slot.last_exit)
+            log.info(
+                "worker %s pid %s stopped for its memory: %s; respawning it",
+                slot.worker_id,
+                pid,
+                slot.last_exit,
+            )
             self._schedule(slot, 0.0)
             return
         if code == exitcodes.BOOT_ERROR and not self._group_booted:
-            log.error("worker %s pid %s could not boot (%s) and no worker has booted yet: the configuration "
-                      "or a store is wrong; read worker %s's error above. Not respawning; stopping the group.",
-                      slot.worker_id, pid, slot.last_exit, slot.worker_id)
+            log.error(
+                "worker %s pid %s could not boot (%s) and no worker has booted yet: the configuration "
+                "or a store is wrong; read worker %s's error above. Not respawning; stopping the group.",
+                slot.worker_id,
+                pid,
+                slot.last_exit,
+                slot.worker_id,
+            )
             self._set(slot, "failed")
             self._begin_stop(BOOT_ERROR_EXIT, f"worker {slot.worker_id} could not boot")
             return
@@ -255,9 +283,16 @@ class Supervisor:
         limited = code in (exitcodes.TASK_FAILED, exitcodes.BOOT_ERROR)
         unasked = " without being asked to stop" if code == exitcodes.OK else ""
         if limited and slot.restarts >= settings.restart_max:
-            log.error("worker %s pid %s ended: %s; it failed %s time(s) in a row, the limit (restart_max %s): "
-                      "not restarting it; its error is above and in %s", slot.worker_id, pid, slot.last_exit,
-                      slot.restarts + 1, settings.restart_max, self.state_dir / f"worker-{slot.worker_id}.json")
+            log.error(
+                "worker %s pid %s ended: %s; it failed %s time(s) in a row, the limit (restart_max %s): "
+                "not restarting it; its error is above and in %s",
+                slot.worker_id,
+                pid,
+                slot.last_exit,
+                slot.restarts + 1,
+                settings.restart_max,
+                self.state_dir / f"worker-{slot.worker_id}.json",
+            )
             self._set(slot, "failed")
             if all(other.state == "failed" for other in self._slots):
                 self._begin_stop(FAILED_EXIT, "every worker has failed")
@@ -265,8 +300,16 @@ class Supervisor:
         slot.restarts += 1
         delay = settings.backoff(slot.restarts)
         of = f" of {settings.restart_max}" if limited else ""
-        log.warning("worker %s pid %s ended: %s%s; restarting in %.1fs (restart %s%s)",
-                    slot.worker_id, pid, slot.last_exit, unasked, delay, slot.restarts, of)
+        log.warning(
+            "worker %s pid %s ended: %s%s; restarting in %.1fs (restart %s%s)",
+            slot.worker_id,
+            pid,
+            slot.last_exit,
+            unasked,
+            delay,
+            slot.restarts,
+            of,
+        )
         self._schedule(slot, delay)
 
     def _read_boot_notices(self) -> None:
@@ -291,8 +334,12 @@ class Supervisor:
             if slot.killed:
                 continue
             if self._stop_code is not None and now >= self._stop_deadline:
-                log.warning("worker %s pid %s did not stop within %.1fs; killing it",
-                            slot.worker_id, slot.pid, self.settings.drain_timeout_s + STOP_MARGIN_S)
+                log.warning(
+                    "worker %s pid %s did not stop within %.1fs; killing it",
+                    slot.worker_id,
+                    slot.pid,
+                    self.settings.drain_timeout_s + STOP_MARGIN_S,
+                )
             elif slot.kill_at is not None and now >= slot.kill_at:
                 log.warning("worker %s pid %s is still alive; killing it", slot.worker_id, slot.pid)
             else:
@@ -310,8 +357,13 @@ class Supervisor:
                 continue
             silent = now - slot.heartbeat.last_beat()
             if silent > timeout:
-                log.error("worker %s pid %s sent no heartbeat for %.1fs (timeout %.1fs); aborting it with SIGABRT",
-                          slot.worker_id, slot.pid, silent, timeout)
+                log.error(
+                    "worker %s pid %s sent no heartbeat for %.1fs (timeout %.1fs); aborting it with SIGABRT",
+                    slot.worker_id,
+                    slot.pid,
+                    silent,
+                    timeout,
+                )
                 self._kill(slot, signal.SIGABRT)
                 slot.kill_at = now + min(ABORT_GRACE_S, timeout)
 
@@ -328,9 +380,14 @@ class Supervisor:
             except psutil.Error:
                 continue
             if rss > limit_mb * 1024 * 1024:
-                log.warning("worker %s pid %s uses %.0f MB RSS, above the limit of %s MB; asking it to stop "
-                            "(it drains and commits) and respawning it", slot.worker_id, slot.pid,
-                            rss / (1024 * 1024), limit_mb)
+                log.warning(
+                    "worker %s pid %s uses %.0f MB RSS, above the limit of %s MB; asking it to stop "
+                    "(it drains and commits) and respawning it",
+                    slot.worker_id,
+                    slot.pid,
+                    rss / (1024 * 1024),
+                    limit_mb,
+                )
                 self._kill(slot, REPLACE_SIGNAL)
                 slot.recycling = True
                 slot.kill_at = time.monotonic() + self.settings.drain_timeout_s + STOP_MARGIN_S
@@ -379,8 +436,12 @@ class Supervisor:
         self._stop_code = code
         self._stop_deadline = time.monotonic() + self.settings.drain_timeout_s + STOP_MARGIN_S
         live = self._live_slots()
-        log.info("%s: stopping %s worker(s), waiting up to %.1fs for them to drain",
-                 reason, len(live), self.settings.drain_timeout_s + STOP_MARGIN_S)
+        log.info(
+            "%s: stopping %s worker(s), waiting up to %.1fs for them to drain",
+            reason,
+            len(live),
+            self.settings.drain_timeout_s + STOP_MARGIN_S,
+        )
         for slot in live:
             self._kill(slot, signal.SIGTERM)
         self._stop_waiting_slots()

@@ -100,7 +100,9 @@ class WorkerControl:
         """Tell the supervisor this worker is alive; call it once per poll loop."""
         self._heartbeat.beat()
         if not self._stop_requested and os.getppid() != self._supervisor_pid:
-            log.warning("worker %s: supervisor pid %s is gone; stopping", self.worker_id, self._supervisor_pid)
+            log.warning(
+                "worker %s: supervisor pid %s is gone; stopping", self.worker_id, self._supervisor_pid
+            )
             self._stop_requested = True
 
     def notify_booted(self) -> None:

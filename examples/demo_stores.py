@@ -67,20 +67,31 @@ def reset() -> int:
         # A member that a stopped conductor left behind expires after session.timeout.ms (45 s by
         # default): wait for it. One that stays belongs to a running conductor: stop, don't race it.
         def members() -> dict[str, int]:
-            return {g: len(d["members"]) for g, d in admin.describe_groups(list(GROUPS)).items() if d["members"]}
+            return {
+                g: len(d["members"]) for g, d in admin.describe_groups(list(GROUPS)).items() if d["members"]
+            }
 
         busy, deadline = members(), time.monotonic() + MEMBERS_WAIT_S
         if busy:
-            print(f"reset: waiting up to {MEMBERS_WAIT_S:.0f}s for the members of {busy} to leave", flush=True)
+            print(
+                f"reset: waiting up to {MEMBERS_WAIT_S:.0f}s for the members of {busy} to leave", flush=True
+            )
         while busy and time.monotonic() < deadline:
             time.sleep(1)
             busy = members()
         if busy:
-            print(f"reset: a conductor of these connectors is running (group members: {busy}); "
-                  "stop it (SIGTERM) and run the demo again", file=sys.stderr)
+            print(
+                f"reset: a conductor of these connectors is running (group members: {busy}); "
+                "stop it (SIGTERM) and run the demo again",
+                file=sys.stderr,
+            )
             return 1
-        partitions = [tp for t in admin.describe_topics([TOPIC]) if not t["error_code"]
-                      for tp in (TopicPartition(TOPIC, p["partition_index"]) for p in t["partitions"])]
+        partitions = [
+            tp
+            for t in admin.describe_topics([TOPIC])
+            if not t["error_code"]
+            for tp in (TopicPartition(TOPIC, p["partition_index"]) for p in t["partitions"])
+        ]
         for group in GROUPS:
             if partitions:
                 results = admin.reset_group_offsets(group, {tp: OffsetSpec.LATEST for tp in partitions})
@@ -100,8 +111,10 @@ def reset() -> int:
         session.execute(f"TRUNCATE {TABLE}", timeout=120)
     finally:
         cluster.shutdown()
-    print(f"reset: {len(GROUPS)} consumer groups at the end of {TOPIC} ({len(partitions)} partitions), "
-          f"{len(names)} {INDICES} index(es) deleted, {TABLE} truncated")
+    print(
+        f"reset: {len(GROUPS)} consumer groups at the end of {TOPIC} ({len(partitions)} partitions), "
+        f"{len(names)} {INDICES} index(es) deleted, {TABLE} truncated"
+    )
     return 0
 
 
@@ -134,7 +147,7 @@ def check(count: int, timeout: float) -> int:
                 docs = es.count(index=INDICES)["count"]
                 rows = session.execute(f"SELECT COUNT(*) FROM {TABLE}", timeout=60).one()[0]
                 problem = None
-            except Exception as error:  # noqa: BLE001 - reported below if it lasts
+            except Exception as error:
                 problem = error
             waited = time.monotonic() - started
             if (problem is None and docs >= want_docs and rows >= want_rows) or waited >= timeout:
@@ -147,28 +160,36 @@ def check(count: int, timeout: float) -> int:
         print(f"\nElasticsearch: {docs} documents in {INDICES} (expected {want_docs})")
         for row in es.cat.indices(index=INDICES, format="json", h="index,docs.count", s="index"):
             print(f"  {row['index']}  {row['docs.count']} docs")
-        latest = es.search(index=INDICES, size=1,
-                           sort=[{"timestamp": {"order": "desc", "unmapped_type": "long"}}])["hits"]["hits"]
+        latest = es.search(
+            index=INDICES, size=1, sort=[{"timestamp": {"order": "desc", "unmapped_type": "long"}}]
+        )["hits"]["hits"]
         for hit in latest:
             print(f"  latest: {hit['_index']}/{hit['_id']} {json.dumps(hit['_source'])}")
 
         print(f"Cassandra: {rows} rows in {TABLE} (expected {want_rows})")
         for row in session.execute(f"SELECT * FROM {TABLE} WHERE sensor_id = 'sensor-00000' LIMIT 3"):
-            print(f"  {row.sensor_id} {row.ts:%Y-%m-%d %H:%M:%S} celsius={row.celsius} "
-                  f"humidity={row.humidity:.1f} home_id={row.home_id} reading_id={row.reading_id}")
+            print(
+                f"  {row.sensor_id} {row.ts:%Y-%m-%d %H:%M:%S} celsius={row.celsius} "
+                f"humidity={row.humidity:.1f} home_id={row.home_id} reading_id={row.reading_id}"
+            )
     finally:
         cluster.shutdown()
 
     if (docs, rows) != (want_docs, want_rows):
-        print(f"check: after {waited:.0f}s, Elasticsearch has {docs} of {want_docs} documents, "
-              f"Cassandra {rows} of {want_rows} rows", file=sys.stderr)
+        print(
+            f"check: after {waited:.0f}s, Elasticsearch has {docs} of {want_docs} documents, "
+            f"Cassandra {rows} of {want_rows} rows",
+            file=sys.stderr,
+        )
         return 1
     print(f"check: both stores hold the {count} readings (waited {waited:.0f}s for them)")
     return 0
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("schema").add_argument("file", type=Path)
     commands.add_parser("reset")

@@ -21,8 +21,15 @@ _STAGE_PUT = "TASK_PUT"
 class DeadLetterTopic:
     """Created before the fork with settings only; `setup()` makes the producer in the worker."""
 
-    def __init__(self, topic: str, producer_kwargs: dict[str, Any], connector: str, task_id: int,
-                 context_headers: bool, connector_class: str = "conductor") -> None:
+    def __init__(
+        self,
+        topic: str,
+        producer_kwargs: dict[str, Any],
+        connector: str,
+        task_id: int,
+        context_headers: bool,
+        connector_class: str = "conductor",
+    ) -> None:
         self.topic = topic
         self.producer_kwargs = producer_kwargs
         self.connector = connector
@@ -38,15 +45,20 @@ class DeadLetterTopic:
 
     def give_up(self, failures: Sequence[Failure]) -> None:
         """Produce every failed record and wait for the broker to acknowledge all of them."""
-        futures = [self._producer.send(self.topic, key=f.record.key, value=f.record.raw_value,
-                                       headers=self._headers(f))
-                   for f in failures]
+        futures = [
+            self._producer.send(
+                self.topic, key=f.record.key, value=f.record.raw_value, headers=self._headers(f)
+            )
+            for f in failures
+        ]
         self._producer.flush()
         for future in futures:
             try:
                 future.get(timeout=30)
-            except Exception as exc:  # noqa: BLE001 - any producer error fails the task
-                raise TaskFailed(f"could not write to dead-letter topic {self.topic}: {exc}", cause=exc) from exc
+            except Exception as exc:
+                raise TaskFailed(
+                    f"could not write to dead-letter topic {self.topic}: {exc}", cause=exc
+                ) from exc
         log.warning("sent to dead-letter topic %s: %s", self.topic, describe(failures))
 
     def _headers(self, failure: Failure) -> list[tuple[str, bytes]]:
@@ -55,7 +67,11 @@ class DeadLetterTopic:
             return headers
         record, error = failure.record, failure.error
         cause = error.__cause__ or error
-        trace = "".join(traceback.format_exception(cause)) if cause.__traceback__ else f"{type(cause).__name__}: {cause}"
+        trace = (
+            "".join(traceback.format_exception(cause))
+            if cause.__traceback__
+            else f"{type(cause).__name__}: {cause}"
+        )
         context = {
             "__connect.errors.topic": record.topic,
             "__connect.errors.partition": str(record.partition),

@@ -17,5 +17,6 @@ class RetryPolicy(ErrorPolicy):
         return self.max_retries
 
     def give_up(self, failures: Sequence[Failure]) -> None:
-        raise TaskFailed(f"RETRY gave up after {self.max_retries} retries: {describe(failures)}",
-                         cause=failures[0].error)
+        raise TaskFailed(
+            f"RETRY gave up after {self.max_retries} retries: {describe(failures)}", cause=failures[0].error
+        )

@@ -51,5 +51,5 @@ class Sink(ABC):
     def write(self, batch: Batch) -> list[Failure]:
         """Write the batch; return the records that were refused."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: a sink without a client has nothing to release
         """Release the client."""

@@ -23,8 +23,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cassandra import (ConsistencyLevel, CoordinationFailure, OperationTimedOut, ReadTimeout,
-                       Unavailable, WriteTimeout)
+from cassandra import (
+    ConsistencyLevel,
+    CoordinationFailure,
+    OperationTimedOut,
+    ReadTimeout,
+    Unavailable,
+    WriteTimeout,
+)
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, Session
 from cassandra.connection import ConnectionException
@@ -42,9 +48,18 @@ from tasks.records import Record
 
 log = logging.getLogger(__name__)
 
-RETRIABLE = (WriteTimeout, ReadTimeout, Unavailable, CoordinationFailure, OperationTimedOut,
-             NoHostAvailable, ConnectionException, OverloadedErrorMessage,
-             IsBootstrappingErrorMessage, ServerError)
+RETRIABLE = (
+    WriteTimeout,
+    ReadTimeout,
+    Unavailable,
+    CoordinationFailure,
+    OperationTimedOut,
+    NoHostAvailable,
+    ConnectionException,
+    OverloadedErrorMessage,
+    IsBootstrappingErrorMessage,
+    ServerError,
+)
 UNREACHABLE = (NoHostAvailable, OperationTimedOut, ConnectionException)
 LOAD_BALANCING = ("ROUND_ROBIN", "TOKEN_AWARE", "LATENCY_AWARE", "DC_AWARE_ROUND_ROBIN")
 TIMESTAMP_MARKER = "[timestamp]"
@@ -86,21 +101,31 @@ class CassandraSinkSettings:
             problems.append("cassandra contact_points: at least one host is required")
         if not self.keyspace:
             problems.append("cassandra keyspace is required")
-        problems += [f"cassandra {name} must be positive (got {value})"
-                     for name, value in (("connect_timeout_s", self.connect_timeout_s),
-                                         ("request_timeout_s", self.request_timeout_s),
-                                         ("max_in_flight", self.max_in_flight),
-                                         ("batch_size", self.batch_size),
-                                         ("write_timeout_ms", self.write_timeout_ms),
-                                         ("retry_backoff_initial_s", self.retry_backoff_initial_s))
-                     if value <= 0]
-        if self.consistency_level is not None \
-                and self.consistency_level.upper() not in ConsistencyLevel.name_to_value:
-            problems.append(f"cassandra consistency_level {self.consistency_level!r} is not one of "
-                            f"{', '.join(ConsistencyLevel.name_to_value)}")
+        problems += [
+            f"cassandra {name} must be positive (got {value})"
+            for name, value in (
+                ("connect_timeout_s", self.connect_timeout_s),
+                ("request_timeout_s", self.request_timeout_s),
+                ("max_in_flight", self.max_in_flight),
+                ("batch_size", self.batch_size),
+                ("write_timeout_ms", self.write_timeout_ms),
+                ("retry_backoff_initial_s", self.retry_backoff_initial_s),
+            )
+            if value <= 0
+        ]
+        if (
+            self.consistency_level is not None
+            and self.consistency_level.upper() not in ConsistencyLevel.name_to_value
+        ):
+            problems.append(
+                f"cassandra consistency_level {self.consistency_level!r} is not one of "
+                f"{', '.join(ConsistencyLevel.name_to_value)}"
+            )
         if self.load_balancing_policy is not None and self.load_balancing_policy not in LOAD_BALANCING:
-            problems.append(f"cassandra load_balancing_policy {self.load_balancing_policy!r} is not "
-                            f"one of {', '.join(LOAD_BALANCING)}")
+            problems.append(
+                f"cassandra load_balancing_policy {self.load_balancing_policy!r} is not "
+                f"one of {', '.join(LOAD_BALANCING)}"
+            )
         if self.default_value not in ("NULL", "UNSET"):
             problems.append(f"cassandra default_value must be NULL or UNSET (got {self.default_value!r})")
         if self.delete_enabled and not self.delete_statement:
@@ -189,8 +214,9 @@ def with_timestamp(delete: str) -> str:
     return re.sub(r"\s+WHERE\s", " USING TIMESTAMP ? WHERE ", delete, count=1, flags=re.IGNORECASE)
 
 
-def run_window(session: Session, statements: Sequence[Any], window: int,
-               timeout: float) -> list[BaseException | None]:
+def run_window(
+    session: Session, statements: Sequence[Any], window: int, timeout: float
+) -> list[BaseException | None]:
     """Execute every statement with at most `window` in flight; the error of each, or None."""
     results: list[BaseException | None] = [None] * len(statements)
     if not statements:
@@ -208,13 +234,13 @@ def run_window(session: Session, statements: Sequence[Any], window: int,
             if not left[0]:
                 done.set()
 
-    ok = lambda _rows, index: finish(index, None)  # noqa: E731
-    failed = lambda error, index: finish(index, error)  # noqa: E731
+    ok = lambda _rows, index: finish(index, None)
+    failed = lambda error, index: finish(index, error)
     for index, statement in enumerate(statements):
         free.acquire()
         try:
             future = session.execute_async(statement, timeout=timeout)
-        except Exception as error:  # noqa: BLE001 - e.g. a session shut down under us
+        except Exception as error:
             finish(index, error)
             continue
         future.add_callbacks(ok, failed, callback_args=(index,), errback_args=(index,))
@@ -241,20 +267,30 @@ class CassandraSink(Sink):
         for route in routes:
             statement = route.statement
             where = where_of(route)
-            clauses = [("WITHINDEXSUFFIX", statement.index_suffix is not None),
-                       ("WITHPIPELINE", statement.pipeline is not None),
-                       ("WITHDOCTYPE", statement.doc_type is not None),
-                       ("a dynamic target", statement.target.is_dynamic)]
-            problems += [f"{where}: {clause} is not supported by the Cassandra sink"
-                         for clause, given in clauses if given]
+            clauses = [
+                ("WITHINDEXSUFFIX", statement.index_suffix is not None),
+                ("WITHPIPELINE", statement.pipeline is not None),
+                ("WITHDOCTYPE", statement.doc_type is not None),
+                ("a dynamic target", statement.target.is_dynamic),
+            ]
+            problems += [
+                f"{where}: {clause} is not supported by the Cassandra sink"
+                for clause, given in clauses
+                if given
+            ]
             if statement.autocreate:
-                problems.append(f"{where}: AUTOCREATE is not supported by the Cassandra sink "
-                                f"(it does not create tables: create the table with CQL)")
-            problems += [f"{where}: PROPERTIES key {key!r} is not supported by the Cassandra sink"
-                         for key in statement.properties]
+                problems.append(
+                    f"{where}: AUTOCREATE is not supported by the Cassandra sink "
+                    f"(it does not create tables: create the table with CQL)"
+                )
+            problems += [
+                f"{where}: PROPERTIES key {key!r} is not supported by the Cassandra sink"
+                for key in statement.properties
+            ]
             if len(statement.target.path) > 2:
-                problems.append(f"{where}: target {statement.target.name!r} is not 'table' or "
-                                f"'keyspace.table'")
+                problems.append(
+                    f"{where}: target {statement.target.name!r} is not 'table' or 'keyspace.table'"
+                )
             if statement.primary_keys:
                 log.warning("%s: PK is ignored: the table's PRIMARY KEY decides", where)
         return problems
@@ -295,10 +331,11 @@ class CassandraSink(Sink):
         for version in (5, 4):
             cluster = None
             try:
-                cluster = Cluster(list(settings.contact_points), port=settings.port,
-                                  protocol_version=version, **options)
+                cluster = Cluster(
+                    list(settings.contact_points), port=settings.port, protocol_version=version, **options
+                )
                 return cluster, cluster.connect()
-            except Exception as error:  # noqa: BLE001 - a boot error, with the driver's reason
+            except Exception as error:
                 if cluster is not None:
                     cluster.shutdown()
                 problem = describe(error)
@@ -309,8 +346,9 @@ class CassandraSink(Sink):
 
     def cluster_options(self) -> dict[str, Any]:
         settings = self.settings
-        profile = ExecutionProfile(load_balancing_policy=self.load_balancing(),
-                                   request_timeout=settings.request_timeout_s)
+        profile = ExecutionProfile(
+            load_balancing_policy=self.load_balancing(), request_timeout=settings.request_timeout_s
+        )
         if settings.consistency_level:
             profile.consistency_level = ConsistencyLevel.name_to_value[settings.consistency_level.upper()]
         options: dict[str, Any] = {
@@ -340,8 +378,9 @@ class CassandraSink(Sink):
 
     # -- plans -------------------------------------------------------------------------
 
-    def plan_all(self, session: Session, routes: Sequence[Route]
-                 ) -> tuple[dict[int, RoutePlan], DeletePlan | None, list[str]]:
+    def plan_all(
+        self, session: Session, routes: Sequence[Route]
+    ) -> tuple[dict[int, RoutePlan], DeletePlan | None, list[str]]:
         """Plan every route and the delete statement; every problem found, or none."""
         plans: dict[int, RoutePlan] = {}
         delete: DeletePlan | None = None
@@ -350,8 +389,9 @@ class CassandraSink(Sink):
         if keyspace is not None:
             session.set_keyspace(protect_name(keyspace.name))
         else:
-            problems.append(f"keyspace {self.settings.keyspace!r} (connect.cassandra.key.space) "
-                            f"does not exist")
+            problems.append(
+                f"keyspace {self.settings.keyspace!r} (connect.cassandra.key.space) does not exist"
+            )
         for route in routes:
             plan, found = self.plan_route(session, route)
             problems += found
@@ -373,8 +413,10 @@ class CassandraSink(Sink):
             return None, [f"{where}: keyspace {keyspace_name!r} does not exist"]
         table = find(keyspace.tables, table_name)
         if table is None:
-            return None, [f"{where}: table {keyspace.name}.{table_name} does not exist (the sink "
-                          f"does not create tables: create it with CQL)"]
+            return None, [
+                f"{where}: table {keyspace.name}.{table_name} does not exist (the sink "
+                f"does not create tables: create it with CQL)"
+            ]
         qualified = f"{keyspace.name}.{table.name}"
         problems = []
         if any(column.cql_type == "counter" for column in table.columns.values()):
@@ -387,55 +429,70 @@ class CassandraSink(Sink):
                 continue
             column = find(table.columns, selected.name)
             if column is None:
-                problems.append(f"{where}: field {selected.name!r} matches no column of {qualified} "
-                                f"(columns: {', '.join(table.columns)})")
+                problems.append(
+                    f"{where}: field {selected.name!r} matches no column of {qualified} "
+                    f"(columns: {', '.join(table.columns)})"
+                )
             elif column.name not in chosen:
                 chosen.append(column.name)
             if column is not None:
                 slots[selected.name] = chosen.index(column.name)
         unfilled = [c.name for c in table.primary_key if c.name not in chosen]
         if unfilled:
-            problems.append(f"{where}: primary key column(s) {', '.join(unfilled)} of {qualified} "
-                            f"are never written: no selected field has that name")
+            problems.append(
+                f"{where}: primary key column(s) {', '.join(unfilled)} of {qualified} "
+                f"are never written: no selected field has that name"
+            )
         if problems:
             return None, problems
         ttl = f"TTL {statement.ttl} AND " if statement.ttl else ""
-        cql = (f"INSERT INTO {protect_name(keyspace.name)}.{protect_name(table.name)} "
-               f"({', '.join(map(protect_name, chosen))}) VALUES ({', '.join('?' * len(chosen))}) "
-               f"USING {ttl}TIMESTAMP ?")
+        cql = (
+            f"INSERT INTO {protect_name(keyspace.name)}.{protect_name(table.name)} "
+            f"({', '.join(map(protect_name, chosen))}) VALUES ({', '.join('?' * len(chosen))}) "
+            f"USING {ttl}TIMESTAMP ?"
+        )
         try:
             prepared = self.prepare(session, cql)
-        except Exception as error:  # noqa: BLE001 - the schema changed under us, or worse
+        except Exception as error:
             return None, [f"{where}: cannot prepare {cql}: {describe(error)}"]
         bound_types = [m.type for m in prepared.column_metadata]
         keys = {c.name for c in table.primary_key}
         default = None if self.settings.default_value == "NULL" else UNSET_VALUE
         slots.update({name: index for index, name in enumerate(chosen) if name not in slots})
         return RoutePlan(
-            route, qualified, prepared, tuple(chosen),
+            route,
+            qualified,
+            prepared,
+            tuple(chosen),
             tuple(table.columns[name].cql_type for name in chosen),
             tuple(converter(t) for t in bound_types[:-1]),
             tuple(None if name in keys else default for name in chosen) + (None,),
             tuple(index for index, name in enumerate(chosen) if name in keys),
-            slots, wildcard), []
+            slots,
+            wildcard,
+        ), []
 
     def plan_delete(self, session: Session) -> tuple[DeletePlan | None, list[str]]:
         settings = self.settings
         try:
             prepared = session.prepare(with_timestamp(settings.delete_statement or ""))
-        except Exception as error:  # noqa: BLE001 - InvalidRequest, SyntaxException...
+        except Exception as error:
             return None, [f"connect.cassandra.delete.statement cannot be prepared: {describe(error)}"]
         markers = list(enumerate(prepared.column_metadata))
         keys = [(i, m) for i, m in markers if m.name != TIMESTAMP_MARKER]
         fields = settings.delete_key_fields
         if len(keys) != max(len(fields), 1):
-            return None, [f"connect.cassandra.delete.statement has {len(keys)} key marker(s) but "
-                          f"connect.cassandra.delete.struct_flds names {len(fields)} field(s) "
-                          f"(none: one marker for the whole key)"]
+            return None, [
+                f"connect.cassandra.delete.statement has {len(keys)} key marker(s) but "
+                f"connect.cassandra.delete.struct_flds names {len(fields)} field(s) "
+                f"(none: one marker for the whole key)"
+            ]
         paths = [tuple(f.split(".")) for f in fields] or [()]
-        return DeletePlan(prepared, tuple(i for i, m in markers if m.name == TIMESTAMP_MARKER),
-                          tuple((i, path, converter(m.type), m.name)
-                                for (i, m), path in zip(keys, paths))), []
+        return DeletePlan(
+            prepared,
+            tuple(i for i, m in markers if m.name == TIMESTAMP_MARKER),
+            tuple((i, path, converter(m.type), m.name) for (i, m), path in zip(keys, paths, strict=True)),
+        ), []
 
     def prepare(self, session: Session, cql: str) -> PreparedStatement:
         prepared = session.prepare(cql)
@@ -466,9 +523,16 @@ class CassandraSink(Sink):
         self.execute(pending, deadline, stats, failures)
         stats.failures = len(failures)
         stats.ms = (time.monotonic() - started) * 1000
-        log.debug("cassandra write: %s records, %s statements, %s requests, %s tombstones skipped, "
-                  "%s failures, %.1f ms", stats.records, stats.statements, stats.requests,
-                  stats.skipped, stats.failures, stats.ms)
+        log.debug(
+            "cassandra write: %s records, %s statements, %s requests, %s tombstones skipped, "
+            "%s failures, %.1f ms",
+            stats.records,
+            stats.statements,
+            stats.requests,
+            stats.skipped,
+            stats.failures,
+            stats.ms,
+        )
         return failures
 
     def statements(self, batch: Batch, failures: list[Failure], stats: WriteStats) -> list[Pending]:
@@ -505,16 +569,16 @@ class CassandraSink(Sink):
                     values[slot] = None if value is None else converters[slot](value)
         except (Unconvertible, ValueError, TypeError, OverflowError) as error:
             detail = f" ({error.detail})" if isinstance(error, Unconvertible) and error.detail else ""
-            raise RecordError(f"column {plan.columns[slot]} ({plan.types[slot]}): cannot convert "
-                              f"{shown(value)}{detail}") from None
+            raise RecordError(
+                f"column {plan.columns[slot]} ({plan.types[slot]}): cannot convert {shown(value)}{detail}"
+            ) from None
         for slot in plan.pk_slots:
             if values[slot] is None:
-                raise RecordError(f"missing primary key column {plan.columns[slot]} "
-                                  f"(table {plan.table})")
+                raise RecordError(f"missing primary key column {plan.columns[slot]} (table {plan.table})")
         values[-1] = write_timestamp(record)
         try:
             return plan.prepared.bind(values)
-        except Exception as error:  # noqa: BLE001 - the driver's TypeError/ValueError/struct.error
+        except Exception as error:
             raise RecordError(f"cannot bind record for {plan.table}: {error}") from None
 
     def resolve(self, plan: RoutePlan, name: str) -> int:
@@ -524,8 +588,12 @@ class CassandraSink(Sink):
         if len(plan.slots) < MAX_FIELD_CACHE:
             plan.slots[name] = slot
             if slot == NOT_A_COLUMN:
-                log.debug("%s: field %r matches no column of %s: not written",
-                          where_of(plan.route), name, plan.table)
+                log.debug(
+                    "%s: field %r matches no column of %s: not written",
+                    where_of(plan.route),
+                    name,
+                    plan.table,
+                )
         return slot
 
     def bind_delete(self, record: Record) -> BoundStatement:
@@ -542,16 +610,20 @@ class CassandraSink(Sink):
             else:  # no struct_flds, or a key that is not a JSON object: the whole key
                 value = whole if len(plan.key_slots) == 1 else MISSING
             if value is None or value is MISSING:
-                raise RecordError(f"tombstone: key field {'.'.join(path) or '(the key)'} for "
-                                  f"{name} of the delete statement is missing")
+                raise RecordError(
+                    f"tombstone: key field {'.'.join(path) or '(the key)'} for "
+                    f"{name} of the delete statement is missing"
+                )
             try:
                 values[slot] = convert(value)
             except (Unconvertible, ValueError, TypeError) as error:
-                raise RecordError(f"tombstone: key value {shown(value)} does not fit {name} "
-                                  f"({type_name(plan.prepared.column_metadata[slot].type)}) {error}")
+                raise RecordError(
+                    f"tombstone: key value {shown(value)} does not fit {name} "
+                    f"({type_name(plan.prepared.column_metadata[slot].type)}) {error}"
+                ) from None
         try:
             return plan.prepared.bind(values)
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             raise RecordError(f"tombstone: cannot bind the delete statement: {error}") from None
 
     def grouped(self, pending: list[Pending]) -> list[Pending]:
@@ -572,7 +644,7 @@ class CassandraSink(Sink):
                 continue
             size = entries[0][2].statement.batch_size or self.settings.batch_size
             for start in range(0, len(entries), size):
-                part = entries[start:start + size]
+                part = entries[start : start + size]
                 batch = BatchStatement(BatchType.UNLOGGED)
                 for bound, _, _ in part:
                     batch.add(bound)
@@ -580,8 +652,9 @@ class CassandraSink(Sink):
                 single.append(Pending(batch, part))
         return single
 
-    def execute(self, pending: list[Pending], deadline: float, stats: WriteStats,
-                failures: list[Failure]) -> None:
+    def execute(
+        self, pending: list[Pending], deadline: float, stats: WriteStats, failures: list[Failure]
+    ) -> None:
         """Run every request; retry timeouts and overloads with backoff until the deadline.
         Raise SinkUnavailable if no request reached the cluster (first try, or at the end)."""
         settings = self.settings
@@ -589,13 +662,13 @@ class CassandraSink(Sink):
         first = True
         while pending:
             stats.requests += len(pending)
-            timeout = max(min(settings.request_timeout_s, deadline - time.monotonic()),
-                          MIN_REQUEST_TIMEOUT_S)
-            errors = run_window(self.session, [unit.statement for unit in pending],
-                                settings.max_in_flight, timeout)
+            timeout = max(min(settings.request_timeout_s, deadline - time.monotonic()), MIN_REQUEST_TIMEOUT_S)
+            errors = run_window(
+                self.session, [unit.statement for unit in pending], settings.max_in_flight, timeout
+            )
             again: list[Pending] = []
             retry: list[tuple[Pending, BaseException]] = []
-            for unit, error in zip(pending, errors):
+            for unit, error in zip(pending, errors, strict=True):
                 if error is None:
                     continue
                 if isinstance(error, RETRIABLE):
@@ -603,23 +676,38 @@ class CassandraSink(Sink):
                 elif len(unit.entries) > 1:  # one bad statement refuses the batch: go one by one
                     again += [Pending(bound, [(bound, r, route)]) for bound, r, route in unit.entries]
                 else:
-                    failures += [Failure(r, route, RecordError(f"Cassandra refused the write: "
-                                                               f"{describe(error)}"))
-                                 for _, r, route in unit.entries]
+                    failures += [
+                        Failure(r, route, RecordError(f"Cassandra refused the write: {describe(error)}"))
+                        for _, r, route in unit.entries
+                    ]
             past_deadline = time.monotonic() >= deadline
-            if retry and all(isinstance(e, UNREACHABLE) for _, e in retry) \
-                    and ((first and len(retry) == len(pending)) or past_deadline):
-                raise SinkUnavailable(f"Cassandra at {settings.where} cannot take writes: "
-                                      f"{describe(retry[0][1])}", retry_after=delay)
+            if (
+                retry
+                and all(isinstance(e, UNREACHABLE) for _, e in retry)
+                and ((first and len(retry) == len(pending)) or past_deadline)
+            ):
+                raise SinkUnavailable(
+                    f"Cassandra at {settings.where} cannot take writes: {describe(retry[0][1])}",
+                    retry_after=delay,
+                )
             first = False
             if retry and past_deadline:
-                failures += [Failure(r, route, RetriableRecordError(
-                    f"{describe(error)} (still failing after {settings.write_timeout_ms} ms)"))
-                    for unit, error in retry for _, r, route in unit.entries]
+                failures += [
+                    Failure(
+                        r,
+                        route,
+                        RetriableRecordError(
+                            f"{describe(error)} (still failing after {settings.write_timeout_ms} ms)"
+                        ),
+                    )
+                    for unit, error in retry
+                    for _, r, route in unit.entries
+                ]
                 retry = []
             if retry:
-                log.debug("cassandra: retrying %d requests in %.1fs: %s", len(retry), delay,
-                          describe(retry[0][1]))
+                log.debug(
+                    "cassandra: retrying %d requests in %.1fs: %s", len(retry), delay, describe(retry[0][1])
+                )
                 time.sleep(min(delay, max(deadline - time.monotonic(), 0)))
                 delay = min(delay * 2, settings.retry_backoff_max_s)
             pending = again + [unit for unit, _ in retry]

@@ -28,7 +28,7 @@ import binascii
 import ipaddress
 import math
 from collections.abc import Callable
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from uuid import UUID
@@ -37,7 +37,7 @@ from cassandra import cqltypes
 
 Converter = Callable[[Any], Any]
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 EPOCH_DATE = date(1970, 1, 1)
 ONE_MS = timedelta(milliseconds=1)
 MS_PER_DAY = 86_400_000
@@ -171,7 +171,7 @@ def parse_datetime(text: str) -> datetime:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
         raise Unconvertible("not ISO-8601") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def to_timestamp(value: Any) -> int:
@@ -196,7 +196,7 @@ def to_date(value: Any) -> date:
                 return date.fromisoformat(value)
             except ValueError:
                 pass
-        return parse_datetime(value).astimezone(timezone.utc).date()
+        return parse_datetime(value).astimezone(UTC).date()
     if kind is int:
         try:
             return EPOCH_DATE + timedelta(days=value // MS_PER_DAY)
@@ -270,7 +270,9 @@ def element(convert: Converter, item: Any) -> Any:
     try:
         return convert(item)
     except Unconvertible as err:
-        raise Unconvertible(f"element {shown(item, 30)}" + (f": {err.detail}" if err.detail else "")) from None
+        raise Unconvertible(
+            f"element {shown(item, 30)}" + (f": {err.detail}" if err.detail else "")
+        ) from None
 
 
 def sequence_of(convert: Converter, size: int | None = None) -> Converter:
@@ -297,14 +299,16 @@ def tuple_of(converts: list[Converter]) -> Converter:
     def to_tuple(value: Any) -> tuple[Any, ...]:
         if type(value) is not list or len(value) != len(converts):
             raise Unconvertible(f"not an array of {len(converts)}")
-        return tuple(None if item is None else element(convert, item)
-                     for convert, item in zip(converts, value))
+        return tuple(
+            None if item is None else element(convert, item)
+            for convert, item in zip(converts, value, strict=True)
+        )
 
     return to_tuple
 
 
 def udt_of(names: tuple[str, ...], converts: list[Converter]) -> Converter:
-    fields = list(zip(names, converts))
+    fields = list(zip(names, converts, strict=True))
 
     def to_udt(value: Any) -> tuple[Any, ...]:
         if type(value) is not dict:

@@ -36,8 +36,14 @@ log = logging.getLogger(__name__)
 NULL_VALUES_KEY = "behavior.on.null.values"
 NULL_BEHAVIOURS = ("IGNORE", "DELETE", "FAIL")
 KNOWN_PROPERTIES = (NULL_VALUES_KEY,)
-RETRIABLE_TYPES = frozenset({"es_rejected_execution_exception", "circuit_breaking_exception",
-                             "unavailable_shards_exception", "no_shard_available_action_exception"})
+RETRIABLE_TYPES = frozenset(
+    {
+        "es_rejected_execution_exception",
+        "circuit_breaking_exception",
+        "unavailable_shards_exception",
+        "no_shard_available_action_exception",
+    }
+)
 BULK_HEADERS = {"content-type": "application/x-ndjson", "accept": "application/json"}
 RETRY_ON_CONFLICT = 3
 MIN_REQUEST_TIMEOUT_S = 1.0
@@ -66,15 +72,20 @@ class ElasticsearchSettings:
         problems = []
         if not self.hosts:
             problems.append("elasticsearch hosts: at least one URL is required")
-        problems += [f"elasticsearch {name} must be positive (got {value})"
-                     for name, value in (("batch_size", self.batch_size),
-                                         ("max_bytes", self.max_bytes),
-                                         ("write_timeout_ms", self.write_timeout_ms),
-                                         ("retry_backoff_initial_s", self.retry_backoff_initial_s))
-                     if value <= 0]
+        problems += [
+            f"elasticsearch {name} must be positive (got {value})"
+            for name, value in (
+                ("batch_size", self.batch_size),
+                ("max_bytes", self.max_bytes),
+                ("write_timeout_ms", self.write_timeout_ms),
+                ("retry_backoff_initial_s", self.retry_backoff_initial_s),
+            )
+            if value <= 0
+        ]
         if self.suffix_clock not in ("record", "wallclock"):
-            problems.append(f"elasticsearch suffix_clock must be 'record' or 'wallclock' "
-                            f"(got {self.suffix_clock!r})")
+            problems.append(
+                f"elasticsearch suffix_clock must be 'record' or 'wallclock' (got {self.suffix_clock!r})"
+            )
         if problems:
             raise ConfigError(problems, "elasticsearch settings")
 
@@ -117,24 +128,31 @@ def plan_route(route: Route, settings: ElasticsearchSettings) -> RoutePlan:
     statement = route.statement
     target = route.target
     if statement.index_suffix is None:
-        index_of = lambda record, now_ms: target(record)  # noqa: E731
+        index_of = lambda record, now_ms: target(record)
     else:
         suffix = compile_suffix(statement.index_suffix)
         if settings.suffix_clock == "wallclock":
-            index_of = lambda record, now_ms: target(record) + suffix(now_ms)  # noqa: E731
+            index_of = lambda record, now_ms: target(record) + suffix(now_ms)
         else:
+
             def index_of(record: Record, now_ms: int) -> str:
                 stamp = record.timestamp
                 return target(record) + suffix(stamp if stamp >= 0 else now_ms)
+
     if route.has_primary_key:
         separator, pk_text = settings.pk_separator, route.primary_key_text
-        id_of = lambda record: pk_text(record, separator)  # noqa: E731
+        id_of = lambda record: pk_text(record, separator)
     else:
-        id_of = lambda record: f"{record.topic}-{record.partition}-{record.offset}"  # noqa: E731
+        id_of = lambda record: f"{record.topic}-{record.partition}-{record.offset}"
     upsert = statement.write_mode == "UPSERT"
     return RoutePlan(
-        route, "update" if upsert else "index", null_behaviour(route), index_of, id_of,
-        None if upsert else statement.pipeline, statement.autocreate,
+        route,
+        "update" if upsert else "index",
+        null_behaviour(route),
+        index_of,
+        id_of,
+        None if upsert else statement.pipeline,
+        statement.autocreate,
         any(pk.source == "value" for pk in statement.primary_keys),
     )
 
@@ -174,8 +192,7 @@ def describe(error: Any) -> str:
 
 def retriable_item(status: int, error: Any) -> bool:
     kind = error.get("type", "") if isinstance(error, dict) else ""
-    return status == 429 or status == 409 or status >= 500 or kind in RETRIABLE_TYPES \
-        or "timeout" in kind
+    return status == 429 or status == 409 or status >= 500 or kind in RETRIABLE_TYPES or "timeout" in kind
 
 
 class ElasticsearchSink(Sink):
@@ -192,9 +209,9 @@ class ElasticsearchSink(Sink):
         self.last_write = WriteStats()
         # KCQL BATCH=n caps every request of this sink: one request mixes routes, so the
         # smallest cap wins (simpler than chunking each route apart, and never above a cap).
-        self.max_actions = min([settings.batch_size]
-                               + [r.statement.batch_size for r in self.routes
-                                  if r.statement.batch_size])
+        self.max_actions = min(
+            [settings.batch_size] + [r.statement.batch_size for r in self.routes if r.statement.batch_size]
+        )
 
     def check_routes(self, routes: Sequence[Route]) -> list[str]:
         problems = []
@@ -202,23 +219,31 @@ class ElasticsearchSink(Sink):
             statement = route.statement
             where = f"KCQL line {statement.line} ({statement.target.name} <- {statement.topic})"
             if statement.ttl is not None:
-                problems.append(f"{where}: TTL is not supported by Elasticsearch "
-                                f"(use index suffixes or ILM to expire documents)")
+                problems.append(
+                    f"{where}: TTL is not supported by Elasticsearch "
+                    f"(use index suffixes or ILM to expire documents)"
+                )
             if statement.write_mode == "UPSERT" and not statement.primary_keys:
                 problems.append(f"{where}: UPSERT requires a PK (the document id to merge into)")
             for key, value in statement.properties.items():
                 if key not in KNOWN_PROPERTIES:
-                    problems.append(f"{where}: unknown PROPERTIES key {key!r} "
-                                    f"(known: {', '.join(KNOWN_PROPERTIES)})")
+                    problems.append(
+                        f"{where}: unknown PROPERTIES key {key!r} (known: {', '.join(KNOWN_PROPERTIES)})"
+                    )
                 elif value.upper() not in NULL_BEHAVIOURS:
-                    problems.append(f"{where}: {key}={value!r} must be one of "
-                                    f"{', '.join(NULL_BEHAVIOURS)}")
+                    problems.append(f"{where}: {key}={value!r} must be one of {', '.join(NULL_BEHAVIOURS)}")
             if statement.doc_type is not None:
-                log.warning("%s: WITHDOCTYPE=%s is ignored: Elasticsearch 8 has no mapping "
-                            "types", where, statement.doc_type)
+                log.warning(
+                    "%s: WITHDOCTYPE=%s is ignored: Elasticsearch 8 has no mapping types",
+                    where,
+                    statement.doc_type,
+                )
             if statement.pipeline is not None and statement.write_mode == "UPSERT":
-                log.warning("%s: WITHPIPELINE=%s is not applied to UPSERT (bulk update) "
-                            "documents", where, statement.pipeline)
+                log.warning(
+                    "%s: WITHPIPELINE=%s is not applied to UPSERT (bulk update) documents",
+                    where,
+                    statement.pipeline,
+                )
         return problems
 
     def setup(self) -> None:
@@ -237,11 +262,13 @@ class ElasticsearchSink(Sink):
         try:
             self.client.options(request_timeout=timeout).cluster.health()
         except ApiError as err:
-            raise SinkUnavailable(f"Elasticsearch at {settings.where} does not answer: "
-                                  f"HTTP {err.meta.status} {err.message}") from None
+            raise SinkUnavailable(
+                f"Elasticsearch at {settings.where} does not answer: HTTP {err.meta.status} {err.message}"
+            ) from None
         except TransportError as err:
-            raise SinkUnavailable(f"Elasticsearch at {settings.where} does not answer: "
-                                  f"{err.message}") from None
+            raise SinkUnavailable(
+                f"Elasticsearch at {settings.where} does not answer: {err.message}"
+            ) from None
 
     def close(self) -> None:
         if self.client is not None:
@@ -260,8 +287,14 @@ class ElasticsearchSink(Sink):
         self.send(actions, deadline, stats, failures)
         stats.failures = len(failures)
         stats.ms = (time.monotonic() - started) * 1000
-        log.debug("bulk write: %s actions, %s requests, %s bytes, %s failures, %.1f ms",
-                  stats.actions, stats.requests, stats.bytes, stats.failures, stats.ms)
+        log.debug(
+            "bulk write: %s actions, %s requests, %s bytes, %s failures, %.1f ms",
+            stats.actions,
+            stats.requests,
+            stats.bytes,
+            stats.failures,
+            stats.ms,
+        )
         return failures
 
     def actions(self, batch: Batch, failures: list[Failure]) -> tuple[list[Action], set[str]]:
@@ -287,16 +320,22 @@ class ElasticsearchSink(Sink):
                         meta["pipeline"] = plan.pipeline
                     line = b"".join((dumps({"index": meta}), NL, dumps(route.project(record)), NL))
                 else:
-                    meta = {"_index": index, "_id": plan.id_of(record),
-                            "retry_on_conflict": RETRY_ON_CONFLICT}
+                    meta = {
+                        "_index": index,
+                        "_id": plan.id_of(record),
+                        "retry_on_conflict": RETRY_ON_CONFLICT,
+                    }
                     body = {"doc": route.project(record), "doc_as_upsert": True}
                     line = b"".join((dumps({"update": meta}), NL, dumps(body), NL))
             except RecordError as err:
                 failures.append(Failure(record, route, err))
                 continue
             except orjson.JSONEncodeError as err:
-                failures.append(Failure(record, route, RecordError(
-                    f"record {record.where} cannot be written as JSON: {err}")))
+                failures.append(
+                    Failure(
+                        record, route, RecordError(f"record {record.where} cannot be written as JSON: {err}")
+                    )
+                )
                 continue
             if plan.autocreate and index not in created:
                 new_indices.add(index)
@@ -313,17 +352,18 @@ class ElasticsearchSink(Sink):
         refuses is left to the bulk request, whose items then say why per record."""
         for name in sorted(names):
             try:
-                self.call(lambda client: client.indices.create(index=name), deadline,
-                          "create index")
+                self.call(lambda client: client.indices.create(index=name), deadline, "create index")
             except ApiError as err:
                 if describe_type(err) != "resource_already_exists_exception":
-                    log.warning("AUTOCREATE of index %s failed: HTTP %s %s", name,
-                                err.meta.status, err.message)
+                    log.warning(
+                        "AUTOCREATE of index %s failed: HTTP %s %s", name, err.meta.status, err.message
+                    )
                     continue
             self.created.add(name)
 
-    def send(self, actions: list[Action], deadline: float, stats: WriteStats,
-             failures: list[Failure]) -> None:
+    def send(
+        self, actions: list[Action], deadline: float, stats: WriteStats, failures: list[Failure]
+    ) -> None:
         """Send every action; retry the items refused for now, with backoff, until the
         deadline; what is still refused then becomes a RetriableRecordError."""
         delay = self.settings.retry_backoff_initial_s
@@ -332,21 +372,34 @@ class ElasticsearchSink(Sink):
             retry: list[tuple[Action, str]] = []
             sizes = [len(action[0]) for action in pending]
             for run in plan_requests(sizes, self.max_actions, self.settings.max_bytes):
-                self.send_request(pending[run.start:run.stop], deadline, stats, failures, retry)
+                self.send_request(pending[run.start : run.stop], deadline, stats, failures, retry)
             if not retry:
                 return
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                failures.extend(Failure(record, route, RetriableRecordError(
-                    f"{reason} (still refused after {self.settings.write_timeout_ms} ms)"))
-                    for (_, record, route), reason in retry)
+                failures.extend(
+                    Failure(
+                        record,
+                        route,
+                        RetriableRecordError(
+                            f"{reason} (still refused after {self.settings.write_timeout_ms} ms)"
+                        ),
+                    )
+                    for (_, record, route), reason in retry
+                )
                 return
             time.sleep(min(delay, remaining))
             delay = min(delay * 2, self.settings.retry_backoff_max_s)
             pending = [action for action, _ in retry]
 
-    def send_request(self, part: list[Action], deadline: float, stats: WriteStats,
-                     failures: list[Failure], retry: list[tuple[Action, str]]) -> None:
+    def send_request(
+        self,
+        part: list[Action],
+        deadline: float,
+        stats: WriteStats,
+        failures: list[Failure],
+        retry: list[tuple[Action, str]],
+    ) -> None:
         """One bulk request (halved while Elasticsearch answers 413); its items read."""
         stack = [part]
         while stack:
@@ -358,12 +411,20 @@ class ElasticsearchSink(Sink):
                 if err.meta.status != 413:
                     raise SinkUnavailable(
                         f"Elasticsearch at {self.settings.where} refused a bulk request: "
-                        f"HTTP {err.meta.status} {err.message}") from None
+                        f"HTTP {err.meta.status} {err.message}"
+                    ) from None
                 if len(part) == 1:
                     _, record, route = part[0]
-                    failures.append(Failure(record, route, RecordError(
-                        f"record {record.where} is too large for Elasticsearch "
-                        f"({len(body)} bytes; see http.max_content_length)")))
+                    failures.append(
+                        Failure(
+                            record,
+                            route,
+                            RecordError(
+                                f"record {record.where} is too large for Elasticsearch "
+                                f"({len(body)} bytes; see http.max_content_length)"
+                            ),
+                        )
+                    )
                 else:
                     middle = len(part) // 2
                     stack += [part[middle:], part[:middle]]
@@ -398,14 +459,17 @@ class ElasticsearchSink(Sink):
             if remaining <= 0:
                 raise SinkUnavailable(
                     f"Elasticsearch at {self.settings.where} did not take a {what} request "
-                    f"within {self.settings.write_timeout_ms} ms: {problem}", retry_after=delay)
+                    f"within {self.settings.write_timeout_ms} ms: {problem}",
+                    retry_after=delay,
+                )
             time.sleep(min(delay, remaining))
             delay = min(delay * 2, self.settings.retry_backoff_max_s)
 
 
-def read_items(part: list[Action], items: list[dict[str, Any]], failures: list[Failure],
-               retry: list[tuple[Action, str]]) -> None:
-    for action, item in zip(part, items):
+def read_items(
+    part: list[Action], items: list[dict[str, Any]], failures: list[Failure], retry: list[tuple[Action, str]]
+) -> None:
+    for action, item in zip(part, items, strict=True):
         ((op, result),) = item.items()
         status = result.get("status", 500)
         if status < 300 or (status == 404 and op == "delete"):
@@ -423,7 +487,7 @@ def where_written(line: bytes, result: dict[str, Any]) -> tuple[Any, Any]:
     """Index and id of a refused item: the answer omits them (BULK_PATH), the action line has them."""
     if "_index" in result:
         return result.get("_index"), result.get("_id")
-    ((_, meta),) = orjson.loads(line[:line.index(NL)]).items()
+    ((_, meta),) = orjson.loads(line[: line.index(NL)]).items()
     return meta.get("_index"), meta.get("_id")
 
 
@@ -437,5 +501,7 @@ def tombstone(plan: RoutePlan) -> str:
     if plan.on_null != "DELETE":
         return f"null value (tombstone) with {NULL_VALUES_KEY}={plan.on_null}"
     fields = ", ".join(pk.dotted for pk in plan.route.statement.primary_keys)
-    return (f"null value (tombstone) with {NULL_VALUES_KEY}=DELETE: the document id comes "
-            f"from PK {fields} of the value, which a tombstone does not have")
+    return (
+        f"null value (tombstone) with {NULL_VALUES_KEY}=DELETE: the document id comes "
+        f"from PK {fields} of the value, which a tombstone does not have"
+    )

@@ -33,16 +33,19 @@ class FlushOnRevoke(AsyncConsumerRebalanceListener):
         def flush_then_signal() -> None:
             try:
                 self._flush({(tp.topic, tp.partition) for tp in revoked})
-            except BaseException as exc:  # noqa: BLE001 - handed to the worker's main loop
+            except BaseException as exc:
                 self.error = exc
             loop.call_soon_threadsafe(lambda: done.success(None))
 
-        log.info("partitions revoked: %s; writing and committing what is held",
-                 ", ".join(f"{tp.topic}-{tp.partition}" for tp in sorted(revoked)))
+        log.info(
+            "partitions revoked: %s; writing and committing what is held",
+            ", ".join(f"{tp.topic}-{tp.partition}" for tp in sorted(revoked)),
+        )
         threading.Thread(target=flush_then_signal, name="flush-on-revoke", daemon=True).start()
         await done
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         if assigned:
-            log.info("partitions assigned: %s",
-                     ", ".join(f"{tp.topic}-{tp.partition}" for tp in sorted(assigned)))
+            log.info(
+                "partitions assigned: %s", ", ".join(f"{tp.topic}-{tp.partition}" for tp in sorted(assigned))
+            )

@@ -61,11 +61,27 @@ def decode(message: Any) -> Record:
             raise RecordError(f"value is not valid JSON ({exc})") from exc
         if type(value) is not dict:
             raise RecordError(f"value is JSON but not an object (found {type(value).__name__})")
-    return Record(message.topic, message.partition, message.offset, message.timestamp,
-                  message.key, value, message.headers, raw)
+    return Record(
+        message.topic,
+        message.partition,
+        message.offset,
+        message.timestamp,
+        message.key,
+        value,
+        message.headers,
+        raw,
+    )
 
 
 def undecodable(message: Any) -> Record:
     """The record as it came, for a policy to log or send to the dead-letter topic."""
-    return Record(message.topic, message.partition, message.offset, message.timestamp,
-                  message.key, None, message.headers, message.value)
+    return Record(
+        message.topic,
+        message.partition,
+        message.offset,
+        message.timestamp,
+        message.key,
+        None,
+        message.headers,
+        message.value,
+    )

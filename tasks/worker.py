@@ -37,8 +37,9 @@ class StopRequested(Exception):
 class SinkWorker:
     """Runs in the child after the fork; `__init__` (before the fork) only stores."""
 
-    def __init__(self, config: Any, routes: dict[str, tuple[Route, ...]], sink: Sink,
-                 supervisor_pid: int) -> None:
+    def __init__(
+        self, config: Any, routes: dict[str, tuple[Route, ...]], sink: Sink, supervisor_pid: int
+    ) -> None:
         self.config = config
         self.routes = routes
         self.sink = sink
@@ -64,8 +65,13 @@ class _WorkerRun:
         self.instance_id = _instance_id(config.name, worker.supervisor_pid, worker_id)
         self.dead_letter: DeadLetterTopic | None = None
         if config.dlq_topic:
-            self.dead_letter = DeadLetterTopic(config.dlq_topic, config.kafka.to_kafka_python_kwargs(producer=True),
-                                               config.name, worker_id, config.dlq_context_headers)
+            self.dead_letter = DeadLetterTopic(
+                config.dlq_topic,
+                config.kafka.to_kafka_python_kwargs(producer=True),
+                config.name,
+                worker_id,
+                config.dlq_context_headers,
+            )
         self.consumer: Any = None
         self.pending = PendingBatch()
         self.committed: dict[TopicPartitionKey, int] = {}  # next offset to read, as committed here
@@ -82,13 +88,15 @@ class _WorkerRun:
     def run(self) -> int:
         try:
             self.setup()
-        except Exception as exc:  # noqa: BLE001 - any failure to start is a boot error
+        except Exception as exc:
             log.error("worker %d could not start: %s", self.worker_id, exc)
             self.control.record_state(state="boot failed", last_error=str(exc))
             self.close()
             return exitcodes.BOOT_ERROR
         self.control.notify_booted()
-        log.info("worker %d consuming as %s in group %s", self.worker_id, self.instance_id, self.config.group_id)
+        log.info(
+            "worker %d consuming as %s in group %s", self.worker_id, self.instance_id, self.config.group_id
+        )
         try:
             while not self.control.stop_requested:
                 self.control.heartbeat()
@@ -104,8 +112,12 @@ class _WorkerRun:
             return exitcodes.OK
         except TaskFailed as failed:
             self.last_error = failed.reason
-            log.error("worker %d task failed: %s\n%s", self.worker_id, failed.reason,
-                      "".join(traceback.format_exception(failed.cause or failed)))
+            log.error(
+                "worker %d task failed: %s\n%s",
+                self.worker_id,
+                failed.reason,
+                "".join(traceback.format_exception(failed.cause or failed)),
+            )
             self.report_state(force=True, state="failed")
             return exitcodes.TASK_FAILED
         finally:
@@ -142,7 +154,7 @@ class _WorkerRun:
                 if self.config.worker.static_membership and self.control.leaving:
                     _leave_as_static_member(self.consumer)
                 self.consumer.close(autocommit=False)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 log.warning("worker %d: closing the consumer: %s", self.worker_id, exc)
         if self.dead_letter:
             self.dead_letter.close()
@@ -177,8 +189,9 @@ class _WorkerRun:
                     failures.append(Failure(undecodable(message), None, error))
                     continue
                 if topic_routes is None:
-                    failures.append(Failure(record, None, RecordError(
-                        f"no KCQL statement reads topic {record.topic!r}")))
+                    failures.append(
+                        Failure(record, None, RecordError(f"no KCQL statement reads topic {record.topic!r}"))
+                    )
                     continue
                 for route in topic_routes:
                     writes.append((record, route))
@@ -186,8 +199,11 @@ class _WorkerRun:
 
     def flush_due(self) -> bool:
         pending = self.pending
-        return (pending.records >= self.batch_records or pending.size_bytes >= self.batch_bytes
-                or time.monotonic() - pending.started >= self.linger_s)
+        return (
+            pending.records >= self.batch_records
+            or pending.size_bytes >= self.batch_bytes
+            or time.monotonic() - pending.started >= self.linger_s
+        )
 
     # -- write, settle failures, commit ------------------------------------------------------
 
@@ -207,8 +223,14 @@ class _WorkerRun:
             self.in_flight = None
         self.counts["written"] += len(batch.writes) - len(write_failed)
         self.counts["batches"] += 1
-        log.debug("worker %d wrote %d records (%d writes, %d failed) in %.0f ms", self.worker_id,
-                  batch.records, len(batch.writes), len(failed), (time.monotonic() - started) * 1000)
+        log.debug(
+            "worker %d wrote %d records (%d writes, %d failed) in %.0f ms",
+            self.worker_id,
+            batch.records,
+            len(batch.writes),
+            len(failed),
+            (time.monotonic() - started) * 1000,
+        )
 
     def flush_for_rebalance(self, revoked: set[TopicPartitionKey]) -> None:
         """Runs on a thread while kafka-python rebalances: between batches, what is pending is
@@ -231,19 +253,29 @@ class _WorkerRun:
         writes = batch.writes
         while writes:
             if batch.released:
-                writes = [(record, route) for record, route in writes
-                          if batch.owned((record.topic, record.partition))]
+                writes = [
+                    (record, route)
+                    for record, route in writes
+                    if batch.owned((record.topic, record.partition))
+                ]
             try:
                 failed = self.sink.write(writes)
             except SinkUnavailable as exc:
                 limit = self.policy.retries_when_unavailable
                 if limit is not None and unavailable >= limit:
-                    raise TaskFailed(f"{self.sink.name} unavailable (after {unavailable} retries): {exc.reason}",
-                                     cause=exc) from exc
+                    raise TaskFailed(
+                        f"{self.sink.name} unavailable (after {unavailable} retries): {exc.reason}", cause=exc
+                    ) from exc
                 unavailable += 1
                 delay = self.retry_delay(unavailable)
-                log.warning("worker %d: %s unavailable (%s); writing the batch again in %.1fs (try %d)",
-                            self.worker_id, self.sink.name, exc.reason, delay, unavailable)
+                log.warning(
+                    "worker %d: %s unavailable (%s); writing the batch again in %.1fs (try %d)",
+                    self.worker_id,
+                    self.sink.name,
+                    exc.reason,
+                    delay,
+                    unavailable,
+                )
                 self.wait(delay)
                 continue
             retriable = [f for f in failed if f.retriable]
@@ -251,8 +283,14 @@ class _WorkerRun:
             if not retriable or retries >= self.policy.retries:
                 return final + retriable
             retries += 1
-            log.warning("worker %d: retry %d of %d in %.1fs: %s", self.worker_id, retries, self.policy.retries,
-                        self.policy.retry_interval_s, describe(retriable))
+            log.warning(
+                "worker %d: retry %d of %d in %.1fs: %s",
+                self.worker_id,
+                retries,
+                self.policy.retries,
+                self.policy.retry_interval_s,
+                describe(retriable),
+            )
             self.wait(self.policy.retry_interval_s)
             writes = [(f.record, f.route) for f in retriable]
         return final
@@ -267,7 +305,12 @@ class _WorkerRun:
         self.last_error = describe(failed)
         if self.config.errors_log_enable:
             for failure in failed:
-                log.error("worker %d: record %s failed: %s", self.worker_id, failure.record.where, failure.error.reason)
+                log.error(
+                    "worker %d: record %s failed: %s",
+                    self.worker_id,
+                    failure.record.where,
+                    failure.error.reason,
+                )
         if self.dead_letter:
             self.dead_letter.give_up(failed)
             self.counts["dead_lettered"] += len(failed)
@@ -294,8 +337,10 @@ class _WorkerRun:
         if not offsets:
             return
         bump = 0 if next_offsets else 1
-        to_commit = {TopicPartition(topic, partition): OffsetAndMetadata(offset + bump, "", -1)
-                     for (topic, partition), offset in offsets.items()}
+        to_commit = {
+            TopicPartition(topic, partition): OffsetAndMetadata(offset + bump, "", -1)
+            for (topic, partition), offset in offsets.items()
+        }
         try:
             self.consumer.commit(to_commit)
             self.committed.update({key: offset + bump for key, offset in offsets.items()})
@@ -304,8 +349,13 @@ class _WorkerRun:
             # that stays here covers these offsets; a partition that moved is read again by its
             # new owner from the last commit. Document ids and Cassandra keys are deterministic,
             # so the re-write overwrites, not duplicates.
-            log.warning("worker %d: commit refused during a rebalance (%s: %s); a later commit or the new owner "
-                        "covers these records", self.worker_id, type(exc).__name__, exc)
+            log.warning(
+                "worker %d: commit refused during a rebalance (%s: %s); a later commit or the new owner "
+                "covers these records",
+                self.worker_id,
+                type(exc).__name__,
+                exc,
+            )
 
     def wait(self, seconds: float) -> None:
         """Sleep between retries while staying a live member of the group and of the supervisor.
@@ -352,9 +402,16 @@ class _WorkerRun:
             position = self.committed.get((tp.topic, tp.partition))
             highwater = self.consumer.highwater(tp)
             lag = None if highwater is None or position is None else max(0, highwater - position)
-            partitions.append({"topic": tp.topic, "partition": tp.partition, "committed": position, "lag": lag})
-        self.control.record_state(state=state, partitions=partitions, last_error=self.last_error,
-                                  instance_id=self.instance_id, **self.counts)
+            partitions.append(
+                {"topic": tp.topic, "partition": tp.partition, "committed": position, "lag": lag}
+            )
+        self.control.record_state(
+            state=state,
+            partitions=partitions,
+            last_error=self.last_error,
+            instance_id=self.instance_id,
+            **self.counts,
+        )
 
 
 def _leave_as_static_member(consumer: Any) -> None:

@@ -58,9 +58,7 @@ WORKER_KEYS = tuple(
         "index.suffix.clock", "status.port", "static.membership",
     )
 )  # fmt: skip
-KNOWN_KEYS = frozenset(
-    COMMON_KEYS + KAFKA_KEYS + SSL_KEYS + ELASTIC_KEYS + CASSANDRA_KEYS + WORKER_KEYS
-)
+KNOWN_KEYS = frozenset(COMMON_KEYS + KAFKA_KEYS + SSL_KEYS + ELASTIC_KEYS + CASSANDRA_KEYS + WORKER_KEYS)
 
 # Worker-level client overrides and converter/transform settings: accepted as a family.
 CONSUMER_PREFIXES = ("consumer.override.", "consumer.")

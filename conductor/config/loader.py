@@ -58,9 +58,7 @@ def _parse(
     raw: Mapping[str, Any], source: str, environ: Mapping[str, str] | None, warnings: list[str]
 ) -> ConnectorConfig:
     environ = os.environ if environ is None else environ
-    given = {
-        str(key).strip(): scalar(value).strip() for key, value in raw.items() if value is not None
-    }
+    given = {str(key).strip(): scalar(value).strip() for key, value in raw.items() if value is not None}
     given.pop("", None)
     resolver = Resolver(given, environ, read_properties)
     values: dict[str, str | Secret] = {}
@@ -83,9 +81,7 @@ def _parse(
         log.warning("%s: %s", source, warning)
     if r.problems:
         raise ConfigError(r.problems, source)
-    defaults = {
-        key: value for key, value in r.defaults.items() if key not in given or not given[key]
-    }
+    defaults = {key: value for key, value in r.defaults.items() if key not in given or not given[key]}
     return ConnectorConfig(
         **fields,
         raw=MappingProxyType(values),
@@ -137,19 +133,16 @@ def _build(r: Reader, environ: Mapping[str, str]) -> dict[str, Any]:
     )
     if factor == 0:
         r.problems.append(
-            "errors.deadletterqueue.topic.replication.factor: "
-            "expected -1 or an integer >= 1, got '0'"
+            "errors.deadletterqueue.topic.replication.factor: expected -1 or an integer >= 1, got '0'"
         )
     s("dlq_context_headers", r.boolean, "errors.deadletterqueue.context.headers.enable", False)
     if dlq and dlq in topics:
         r.problems.append(
-            f"errors.deadletterqueue.topic.name: {dlq!r} is also in topics; "
-            "failed records would loop"
+            f"errors.deadletterqueue.topic.name: {dlq!r} is also in topics; failed records would loop"
         )
     if dlq and tolerance == "none":
         r.warnings.append(
-            "errors.deadletterqueue.topic.name is set but errors.tolerance is none: "
-            "nothing goes to the DLQ"
+            "errors.deadletterqueue.topic.name is set but errors.tolerance is none: nothing goes to the DLQ"
         )
     for side in ("key", "value"):
         converter = s(f"{side}_converter", r.string, f"{side}.converter")
@@ -162,9 +155,7 @@ def _build(r: Reader, environ: Mapping[str, str]) -> dict[str, Any]:
     s("progress_enabled", r.boolean, "connect.progress.enabled", False)
     transforms = r.string("transforms")
     if transforms:
-        r.warnings.append(
-            f"transforms {transforms!r} are not supported by conductor and are ignored"
-        )
+        r.warnings.append(f"transforms {transforms!r} are not supported by conductor and are ignored")
     s.put("kafka", (), kafka_settings(r, f"connect-{name}", environ))
     s.put("elastic", (), elastic_settings(r) if sink == "elasticsearch" else None)
     s.put("cassandra", (), cassandra_settings(r) if sink == "cassandra" else None)
@@ -174,14 +165,10 @@ def _build(r: Reader, environ: Mapping[str, str]) -> dict[str, Any]:
 
 def _sink(r: Reader, connector_class: str | None) -> str | None:
     """The sink named by connector.class, else by which connect.<sink>.* keys are present."""
-    present = {
-        sink for sink, prefix in SINKS.items() if any(key.startswith(prefix) for key in r.values)
-    }
+    present = {sink for sink, prefix in SINKS.items() if any(key.startswith(prefix) for key in r.values)}
     if connector_class:
         simple = connector_class.rsplit(".", 1)[-1].lower()
-        chosen = next(
-            (sink for sink, word in CLASS_WORDS.items() if word in connector_class.lower()), None
-        )
+        chosen = next((sink for sink, word in CLASS_WORDS.items() if word in connector_class.lower()), None)
         if "source" in simple:
             r.problems.append(
                 f"connector.class: {connector_class} is a source connector; conductor runs sinks"
@@ -195,9 +182,7 @@ def _sink(r: Reader, connector_class: str | None) -> str | None:
             )
             return None
         for other in present - {chosen}:
-            r.warnings.append(
-                f"{SINKS[other]}* keys are ignored: connector.class names the {chosen} sink"
-            )
+            r.warnings.append(f"{SINKS[other]}* keys are ignored: connector.class names the {chosen} sink")
         return chosen
     if len(present) == 1:
         return present.pop()

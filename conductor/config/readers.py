@@ -44,9 +44,7 @@ def read_file(path: str | Path) -> tuple[dict[str, str], list[str]]:
     except FileNotFoundError:
         raise ConfigError([f"config file {path} not found"], str(path)) from None
     except OSError as err:
-        raise ConfigError(
-            [f"config file {path} cannot be read: {err.strerror}"], str(path)
-        ) from None
+        raise ConfigError([f"config file {path} cannot be read: {err.strerror}"], str(path)) from None
     if kind == "properties":
         return parse_properties(decode(data), str(path))
     try:
@@ -98,9 +96,7 @@ def parse_properties(text: str, source: str = "config") -> tuple[dict[str, str],
             problems.append(f"line {number}: {err}")
             continue
         if key in seen_at:
-            warnings.append(
-                f"duplicate key {key!r} at lines {seen_at[key]} and {number}; the last one wins"
-            )
+            warnings.append(f"duplicate key {key!r} at lines {seen_at[key]} and {number}; the last one wins")
         seen_at[key] = number
         entries[key] = value
     if problems:
@@ -205,9 +201,7 @@ def flatten_document(document: Any, source: str) -> dict[str, str]:
         if isinstance(name, (str, int, float, bool)):
             name = scalar(name)
             if flat.get("name", name).strip() != name.strip():
-                problems.append(
-                    f"name: {name!r} outside 'config' differs from {flat['name']!r} inside it"
-                )
+                problems.append(f"name: {name!r} outside 'config' differs from {flat['name']!r} inside it")
             flat.setdefault("name", name)
     else:
         flat = _flatten(document, "", problems)

@@ -50,8 +50,7 @@ def kafka_settings(r: Reader, group_id: str, environ: Mapping[str, str]) -> Kafk
     username, password = options.get("username"), options.get("password")
     if sasl and mechanism in USERNAME_MECHANISMS and (username is None or password is None):
         r.problems.append(
-            f'{jaas_key}: sasl.mechanism {mechanism} needs username="..." password="..." '
-            "in the JAAS config"
+            f'{jaas_key}: sasl.mechanism {mechanism} needs username="..." password="..." in the JAAS config'
         )
     s.put("sasl_username", jaas_key, username)
     s.put("sasl_password", jaas_key, None if password is None else Secret(password))
@@ -105,9 +104,7 @@ def _consumer_extra(r: Reader) -> tuple[dict[str, Any], tuple[str, ...]]:
     used: list[str] = []
     for prefix in reversed(k.CONSUMER_PREFIXES):  # consumer.X first, so consumer.override.X wins
         for key in sorted(r.values):
-            if not key.startswith(prefix) or (
-                prefix == "consumer." and key.startswith("consumer.override.")
-            ):
+            if not key.startswith(prefix) or (prefix == "consumer." and key.startswith("consumer.override.")):
                 continue
             setting = key[len(prefix) :]
             if setting in handled:
@@ -201,9 +198,7 @@ def _full_url(text: str, port: int) -> str | None:
         return None
     if has_port:
         return text
-    return urlunsplit(
-        (parts.scheme, f"{parts.netloc}:{port}", parts.path, parts.query, parts.fragment)
-    )
+    return urlunsplit((parts.scheme, f"{parts.netloc}:{port}", parts.path, parts.query, parts.fragment))
 
 
 def cassandra_settings(r: Reader) -> CassandraSettings:
@@ -257,9 +252,7 @@ def cassandra_settings(r: Reader) -> CassandraSettings:
     delete = s("delete_enabled", r.boolean, c + "delete.enabled", False)
     statement = s("delete_statement", r.string, c + "delete.statement")
     if delete and not statement:
-        r.problems.append(
-            f"{c}delete.statement: required when {c}delete.enabled is true, but missing"
-        )
+        r.problems.append(f"{c}delete.statement: required when {c}delete.enabled is true, but missing")
     s("delete_struct_fields", r.listing, c + "delete.struct_flds")
     s("default_value", r.choice, c + "default.value", k.DEFAULT_VALUES, None)
     s("connect_timeout_ms", r.integer, (c + "connect.timeout.ms", "connect.timeout.ms"), 5000, 1)
@@ -280,8 +273,7 @@ def worker_settings(r: Reader) -> WorkerSettings:
     most = s("restart_backoff_max_s", r.number, w + "restart.backoff.max.s", 300.0, 0.0)
     if most < initial:
         r.problems.append(
-            f"{w}restart.backoff.max.s: must be >= {w}restart.backoff.initial.s "
-            f"({most} < {initial})"
+            f"{w}restart.backoff.max.s: must be >= {w}restart.backoff.initial.s ({most} < {initial})"
         )
     s("restart_max", r.integer, w + "restart.max", 10, 0)
     s("index_suffix_clock", r.choice, w + "index.suffix.clock", k.INDEX_SUFFIX_CLOCKS, "record")
@@ -307,9 +299,7 @@ def pem_file(
         return None
     location = reveal(store)
     store_type = (r.string(type_key) or "").upper()
-    if store_type == "PEM" or (
-        not store_type and PurePath(location).suffix.lower() in PEM_SUFFIXES
-    ):
+    if store_type == "PEM" or (not store_type and PurePath(location).suffix.lower() in PEM_SUFFIXES):
         return location
     named = pem_key if isinstance(pem_key, str) else pem_key[0]
     r.problems.append(

@@ -89,9 +89,7 @@ class KafkaSettings(Masked):
         ``producer=True``: KafkaProducer kwargs, connection and security only (for the DLQ).
         """
         kwargs: dict[str, Any] = {
-            "bootstrap_servers": [
-                s.strip() for s in self.bootstrap_servers.split(",") if s.strip()
-            ],
+            "bootstrap_servers": [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()],
             "security_protocol": self.security_protocol,
         }
         security = {

@@ -148,9 +148,7 @@ class Section:
         self.values[name] = value
         return value
 
-    def __call__(
-        self, name: str, read: Callable[..., Any], keys: Keys, *args: Any, **kwargs: Any
-    ) -> Any:
+    def __call__(self, name: str, read: Callable[..., Any], keys: Keys, *args: Any, **kwargs: Any) -> Any:
         """``section("port", reader.integer, "connect.elastic.port", 9200, minimum=1)``."""
         return self.put(name, keys, read(keys, *args, **kwargs))
 

@@ -1,8 +1,8 @@
 """KCQL, the Kafka Connect Query Language of Stream-Reactor's sinks: lexer, parser and AST.
 
-    >>> (statement,) = parse_kcql("INSERT INTO idx SELECT * FROM topic PK id")
-    >>> statement.target.name, statement.topic, statement.primary_keys[0].dotted
-    ('idx', 'topic', 'id')
+>>> (statement,) = parse_kcql("INSERT INTO idx SELECT * FROM topic PK id")
+>>> statement.target.name, statement.topic, statement.primary_keys[0].dotted
+('idx', 'topic', 'id')
 """
 
 from __future__ import annotations

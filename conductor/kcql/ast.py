@@ -16,9 +16,7 @@ Source = Literal["value", "key", "header"]
 TargetKind = Literal["static", "key", "value", "header"]
 WriteMode = Literal["INSERT", "UPSERT"]
 
-PREFIXES: Mapping[str, Source] = MappingProxyType(
-    {"_key": "key", "_value": "value", "_header": "header"}
-)
+PREFIXES: Mapping[str, Source] = MappingProxyType({"_key": "key", "_value": "value", "_header": "header"})
 PREFIX_OF: Mapping[str, str] = MappingProxyType({v: k for k, v in PREFIXES.items()})
 
 

@@ -64,9 +64,7 @@ def compile_suffix(pattern: str) -> Callable[[int], str]:
         if cached[0] == key:
             return cached[1]
         t = time.gmtime(epoch_ms // 1000)
-        text = template.format(
-            t.tm_year, t.tm_year % 100, t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec
-        )
+        text = template.format(t.tm_year, t.tm_year % 100, t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec)
         last = (key, text)
         return text
 

@@ -132,9 +132,7 @@ class Parser:
         alias = None
         if not wildcard and self.optional_keyword("AS"):
             alias = self.parse_alias()
-        return Field(
-            source, path, wildcard, alias, start=first.start, line=first.line, column=first.column
-        )
+        return Field(source, path, wildcard, alias, start=first.start, line=first.line, column=first.column)
 
     def parse_alias(self) -> str:
         """alias := NAME | QUOTED_NAME"""
@@ -163,9 +161,7 @@ class Parser:
             return source, (), True
         return (source, *self.parse_path("a field name", wildcard_ok))
 
-    def parse_path(
-        self, expected: str, wildcard_ok: bool = False
-    ) -> tuple[tuple[str, ...], bool]:
+    def parse_path(self, expected: str, wildcard_ok: bool = False) -> tuple[tuple[str, ...], bool]:
         """path := segment {'.' segment} ['.' '*']   (the '*' only where ``wildcard_ok``)"""
         segments = [self.parse_segment(expected)]
         while self.token.kind is TokenKind.DOT:
@@ -285,9 +281,13 @@ class Parser:
         """integer_option := keyword '=' INTEGER"""
         self.parse_assignment(keyword)
         token = self.token
-        if token.kind is TokenKind.NAME and token.value.isascii() and token.value.isdigit():
-            if int(token.value) >= minimum:
-                return int(self.advance().value)
+        if (
+            token.kind is TokenKind.NAME
+            and token.value.isascii()
+            and token.value.isdigit()
+            and int(token.value) >= minimum
+        ):
+            return int(self.advance().value)
         what = "an integer" if minimum <= 0 else "a positive integer"
         raise self.unexpected(f"{what} after '{keyword}='")
 

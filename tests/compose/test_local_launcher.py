@@ -13,8 +13,9 @@ LAUNCHER = Path(__file__).resolve().parents[2] / "compose" / "local"
 
 def run_launcher(tmp_path: Path, *arguments: str, **environment: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "CONDUCTOR_RUN_DIR": str(tmp_path / "run"), **environment}
-    return subprocess.run([sys.executable, str(LAUNCHER), *arguments], capture_output=True, text=True,
-                          env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(LAUNCHER), *arguments], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 def test_a_taken_port_is_named_with_the_variable_that_moves_it(tmp_path: Path, servers) -> None:
@@ -32,17 +33,22 @@ def test_a_taken_port_is_named_with_the_variable_that_moves_it(tmp_path: Path, s
 def test_missing_maven_is_reported_before_anything_is_fetched(tmp_path: Path) -> None:
     java_only = tmp_path / "bin"
     java_only.mkdir()
-    result = run_launcher(tmp_path, "fetch", "kafka", PATH=str(java_only),
-                          CONDUCTOR_CACHE=str(tmp_path / "empty-cache"))
+    result = run_launcher(
+        tmp_path, "fetch", "kafka", PATH=str(java_only), CONDUCTOR_CACHE=str(tmp_path / "empty-cache")
+    )
     assert result.returncode == 1
     assert "fetch: `mvn` is not on PATH" in result.stderr
 
 
 def test_a_missing_artifact_names_its_coordinates_and_the_log(tmp_path: Path) -> None:
-    result = run_launcher(tmp_path, "fetch", "kafka", CONDUCTOR_KAFKA_VERSION="0.0.404",
-                          CONDUCTOR_CACHE=str(tmp_path / "cache"))
+    result = run_launcher(
+        tmp_path, "fetch", "kafka", CONDUCTOR_KAFKA_VERSION="0.0.404", CONDUCTOR_CACHE=str(tmp_path / "cache")
+    )
     assert result.returncode == 1
-    assert "fetch kafka: artifact not found on Maven Central for org.apache.kafka:kafka_2.13:jar:0.0.404" in result.stderr
+    assert (
+        "fetch kafka: artifact not found on Maven Central for org.apache.kafka:kafka_2.13:jar:0.0.404"
+        in result.stderr
+    )
     assert str(tmp_path / "run" / "fetch-kafka.log") in result.stderr
 
 

@@ -23,8 +23,13 @@ def test_kafka_produce_then_consume_on_a_new_topic(kafka: str) -> None:
     producer = KafkaProducer(bootstrap_servers=kafka)
     metadata = producer.send(topic, key=b"sensor-1", value=b'{"celsius": 21.5}').get(timeout=30)
     producer.close()
-    consumer = KafkaConsumer(topic, bootstrap_servers=kafka, group_id=f"g-{topic}",
-                             auto_offset_reset="earliest", consumer_timeout_ms=30_000)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=kafka,
+        group_id=f"g-{topic}",
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=30_000,
+    )
     try:
         received = next(iter(consumer))
     finally:
@@ -37,8 +42,9 @@ def test_elasticsearch_index_then_search(elasticsearch: str) -> None:
     index = f"round-trip-{uuid.uuid4().hex[:8]}"
     client = Elasticsearch(elasticsearch)
     try:
-        client.index(index=index, id="sensor-1", document={"sensor_id": "sensor-1", "celsius": 21.5},
-                     refresh="true")
+        client.index(
+            index=index, id="sensor-1", document={"sensor_id": "sensor-1", "celsius": 21.5}, refresh="true"
+        )
         hits = client.search(index=index, query={"term": {"sensor_id.keyword": "sensor-1"}})["hits"]
         assert hits["total"]["value"] == 1
         assert hits["hits"][0]["_source"] == {"sensor_id": "sensor-1", "celsius": 21.5}
@@ -53,11 +59,14 @@ def test_cassandra_keyspace_table_insert_select(cassandra: tuple[tuple[str, ...]
     cluster = Cluster(list(hosts), port=port)
     session = cluster.connect()
     try:
-        session.execute(f"CREATE KEYSPACE {keyspace} WITH replication = "
-                        "{'class': 'SimpleStrategy', 'replication_factor': 1}")
+        session.execute(
+            f"CREATE KEYSPACE {keyspace} WITH replication = "
+            "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+        )
         session.execute(f"CREATE TABLE {keyspace}.readings (sensor_id text PRIMARY KEY, celsius double)")
-        session.execute(f"INSERT INTO {keyspace}.readings (sensor_id, celsius) VALUES (%s, %s)",
-                        ("sensor-1", 21.5))
+        session.execute(
+            f"INSERT INTO {keyspace}.readings (sensor_id, celsius) VALUES (%s, %s)", ("sensor-1", 21.5)
+        )
         rows = list(session.execute(f"SELECT sensor_id, celsius FROM {keyspace}.readings"))
         assert [(row.sensor_id, row.celsius) for row in rows] == [("sensor-1", 21.5)]
     finally:

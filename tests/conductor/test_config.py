@@ -97,9 +97,7 @@ def es(**changes: str | None) -> dict[str, str]:
 
 def rest_json() -> str:
     config = {k: v for k, v in ES_SINK.items() if k != "name"}
-    config.update(
-        {"tasks.max": 3, "connect.elastic.port": 19200, "value.converter.schemas.enable": False}
-    )
+    config.update({"tasks.max": 3, "connect.elastic.port": 19200, "value.converter.schemas.enable": False})
     return json.dumps({"name": "es-sink", "config": config})
 
 
@@ -136,10 +134,7 @@ def test_a_stream_reactor_es_config_reads_the_same_in_every_format(
         None,
         1,
     )
-    assert (
-        config.value_converter_schemas_enable is False
-        and config.key_converter_schemas_enable is None
-    )
+    assert config.value_converter_schemas_enable is False and config.key_converter_schemas_enable is None
     assert config.elastic is not None and config.cassandra is None
     assert config.elastic.hosts == ("http://127.0.0.1:19200",)
     assert (
@@ -209,9 +204,7 @@ def test_json_and_yaml_values_are_kept_as_written(tmp_path: Path) -> None:
         write(tmp_path, "c.yaml", "a: 010\nb: yes\nc: 1.50\nd: ~\ne: [x, 2]\nf:\n  g: true\n")
     )
     assert yaml_raw == {"a": "010", "b": "yes", "c": "1.50", "e": "x,2", "f.g": "true"}
-    json_raw = read_raw(
-        write(tmp_path, "c.json", '{"a": 1.50, "b": true, "c": null, "d": ["x", 2]}')
-    )
+    json_raw = read_raw(write(tmp_path, "c.json", '{"a": 1.50, "b": true, "c": null, "d": ["x", 2]}'))
     assert json_raw == {"a": "1.50", "b": "true", "d": "x,2"}
 
 
@@ -221,8 +214,7 @@ def test_json_and_yaml_values_are_kept_as_written(tmp_path: Path) -> None:
         (
             "c.ini",
             "name=x",
-            "unknown config file extension '.ini' "
-            "(expected one of .properties, .json, .yaml, .yml)",
+            "unknown config file extension '.ini' (expected one of .properties, .json, .yaml, .yml)",
         ),
         (
             "c.json",
@@ -243,9 +235,7 @@ def test_json_and_yaml_values_are_kept_as_written(tmp_path: Path) -> None:
         ),
     ],
 )
-def test_unreadable_files_give_a_clear_error(
-    tmp_path: Path, filename: str, text: str, problem: str
-) -> None:
+def test_unreadable_files_give_a_clear_error(tmp_path: Path, filename: str, text: str, problem: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, filename, text))
     assert info.value.problems == [problem]
@@ -269,7 +259,7 @@ def test_overrides_apply_on_top_of_the_file(tmp_path: Path) -> None:
 
 def test_secret_hides_its_value() -> None:
     secret = Secret("hunter2")
-    assert (str(secret), repr(secret), f"{secret}", "%s" % (secret,)) == (
+    assert (str(secret), repr(secret), f"{secret}", "%s" % (secret,)) == (  # noqa: UP031 - the % operator is what is tested
         "******",
         "'******'",
         "******",
@@ -306,10 +296,7 @@ def test_env_and_file_references_resolve_and_stay_hidden(
     assert config.elastic is not None
     assert config.elastic.hosts == ("http://es-secret-host:19200",)
     assert config.elastic.username == "elastic"
-    assert (
-        isinstance(config.elastic.password, Secret)
-        and config.elastic.password.reveal() == "s3cr3t-file"
-    )
+    assert isinstance(config.elastic.password, Secret) and config.elastic.password.reveal() == "s3cr3t-file"
     assert isinstance(config.raw["connect.elastic.hosts"], Secret)
     kafka = config.kafka.to_kafka_python_kwargs()
     assert kafka["bootstrap_servers"] == ["kafka-secret:9092"]
@@ -348,8 +335,7 @@ def test_unresolved_references_name_the_key_and_the_reference(tmp_path: Path) ->
         )
     )
     assert problems == [
-        "name: cannot resolve ${env:CONNECTOR_NAME}: "
-        "environment variable 'CONNECTOR_NAME' is not set",
+        "name: cannot resolve ${env:CONNECTOR_NAME}: environment variable 'CONNECTOR_NAME' is not set",
         f"connect.elastic.use.http.password: cannot resolve ${{file:{secrets}:es.password}}: "
         f"key 'es.password' not found in {secrets}",
         f"ssl.key.password: cannot resolve ${{file:{tmp_path}/missing.properties:k}}: "
@@ -428,9 +414,7 @@ def test_every_problem_is_listed_at_once() -> None:
     ]
     with pytest.raises(ConfigError) as info:
         parse_config(raw, source="es.properties", environ={})
-    assert str(info.value).startswith(
-        "es.properties: 10 problem(s)\n  - name: required, but missing\n"
-    )
+    assert str(info.value).startswith("es.properties: 10 problem(s)\n  - name: required, but missing\n")
 
 
 def test_topics_or_a_valid_regex_is_required() -> None:
@@ -462,9 +446,7 @@ def test_unknown_keys_warn_with_the_closest_known_key(caplog: pytest.LogCaptureF
         "unknown key 'connect.elastic.batchsize'; did you mean 'connect.elastic.batch.size'?",
         "unknown key 'my.own.key'",
     )
-    assert [r.getMessage() for r in caplog.records] == [
-        f"es.properties: {w}" for w in config.warnings
-    ]
+    assert [r.getMessage() for r in caplog.records] == [f"es.properties: {w}" for w in config.warnings]
 
 
 def test_worker_client_and_provider_keys_are_known() -> None:
@@ -499,8 +481,7 @@ def test_settings_conductor_ignores_are_warned_about() -> None:
         **{"consumer.override.group.id": "mine", "consumer.override.fancy.thing": "1"},
     )
     assert parse_config(raw, environ={}).warnings == (
-        "errors.deadletterqueue.topic.name is set but errors.tolerance is none: "
-        "nothing goes to the DLQ",
+        "errors.deadletterqueue.topic.name is set but errors.tolerance is none: nothing goes to the DLQ",
         "value.converter 'io.confluent.connect.avro.AvroConverter' is not supported: "
         "conductor decodes JSON values and string or bytes keys",
         "transforms 'flatten' are not supported by conductor and are ignored",
@@ -552,9 +533,9 @@ def test_without_connector_class_the_keys_choose_the_sink() -> None:
         "connector.class: missing, and no connect.elastic.* or connect.cassandra.* keys "
         "tell which sink to run"
     ]
-    assert problems_of(es(connector_class="io.confluent.connect.jdbc.JdbcSinkConnector"))[
-        0
-    ].startswith("connector.class: io.confluent.connect.jdbc.JdbcSinkConnector is not supported")
+    assert problems_of(es(connector_class="io.confluent.connect.jdbc.JdbcSinkConnector"))[0].startswith(
+        "connector.class: io.confluent.connect.jdbc.JdbcSinkConnector is not supported"
+    )
     assert problems_of(es(connector_class=CASSANDRA_SOURCE)) == [
         f"connector.class: {CASSANDRA_SOURCE} is a source connector; conductor runs sinks"
     ]
@@ -641,8 +622,7 @@ def test_sasl_needs_credentials_in_the_jaas_config() -> None:
     )
     problems = problems_of(raw)
     assert problems == [
-        'sasl.jaas.config: sasl.mechanism PLAIN needs username="..." password="..." '
-        "in the JAAS config"
+        'sasl.jaas.config: sasl.mechanism PLAIN needs username="..." password="..." in the JAAS config'
     ]
 
 
@@ -670,9 +650,7 @@ def test_elasticsearch_client_kwargs() -> None:
         "ca_certs": "/etc/es/ca.pem",
         "ssl_assert_hostname": False,
     }
-    plain = parse_config(
-        es(connect_elastic_hosts=None, connect_elastic_port=None), environ={}
-    ).elastic
+    plain = parse_config(es(connect_elastic_hosts=None, connect_elastic_port=None), environ={}).elastic
     assert plain is not None and plain.to_client_kwargs() == {
         "hosts": ["http://localhost:9200"],
         "request_timeout": 300.0,
@@ -684,8 +662,7 @@ def test_java_keystores_need_a_pem_alternative() -> None:
         es(ssl_truststore_location="/etc/es/truststore.jks", ssl_keystore_location="/etc/es/ks.p12")
     ) == [
         f"ssl.truststore.location: /etc/es/truststore.jks {JAVA_STORE}; provide ssl.cafile as PEM",
-        f"ssl.keystore.location: /etc/es/ks.p12 {JAVA_STORE}; "
-        "provide ssl.certfile and ssl.keyfile as PEM",
+        f"ssl.keystore.location: /etc/es/ks.p12 {JAVA_STORE}; provide ssl.certfile and ssl.keyfile as PEM",
     ]
     with_pem = parse_config(
         es(ssl_truststore_location="/etc/es/truststore.jks", ssl_cafile="/etc/es/ca.pem"),
@@ -771,11 +748,8 @@ def test_worker_settings() -> None:
         False,
         60.0,
     )
-    assert problems_of(
-        es(conductor_restart_backoff_initial_s="10", conductor_restart_backoff_max_s="5")
-    ) == [
-        "conductor.restart.backoff.max.s: "
-        "must be >= conductor.restart.backoff.initial.s (5.0 < 10.0)"
+    assert problems_of(es(conductor_restart_backoff_initial_s="10", conductor_restart_backoff_max_s="5")) == [
+        "conductor.restart.backoff.max.s: must be >= conductor.restart.backoff.initial.s (5.0 < 10.0)"
     ]
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -38,7 +38,7 @@ def value(*path: str, **kwargs: object) -> Field:
 
 
 def epoch_ms(*args: int) -> int:
-    return int(datetime(*args, tzinfo=timezone.utc).timestamp() * 1000)
+    return int(datetime(*args, tzinfo=UTC).timestamp() * 1000)
 
 
 # -- lexer ---------------------------------------------------------------------------------
@@ -320,9 +320,7 @@ def test_properties() -> None:
 
 
 def test_two_statements() -> None:
-    first, second = parse_kcql(
-        "INSERT INTO a SELECT * FROM x; UPSERT INTO b SELECT id FROM y PK id"
-    )
+    first, second = parse_kcql("INSERT INTO a SELECT * FROM x; UPSERT INTO b SELECT id FROM y PK id")
     assert (first.target.name, first.topic, first.write_mode) == ("a", "x", "INSERT")
     assert (second.target.name, second.topic, second.write_mode) == ("b", "y", "UPSERT")
     assert first.text == "INSERT INTO a SELECT * FROM x"
@@ -411,67 +409,66 @@ def test_caret_follows_tabs() -> None:
 
 
 CLAUSE_LIST = (
-    "IGNORE, PK, AUTOCREATE, WITHDOCTYPE, WITHINDEXSUFFIX, WITHPIPELINE, TTL, BATCH, "
-    "PROPERTIES, or ';'"
+    "IGNORE, PK, AUTOCREATE, WITHDOCTYPE, WITHINDEXSUFFIX, WITHPIPELINE, TTL, BATCH, PROPERTIES, or ';'"
 )
 
 
 # fmt: off
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("INSERT TO t SELECT * FROM x", "Expected 'INTO', found 'TO' at line 1, column 8"),
-        ("INSERTS INTO t", "Expected 'INSERT' or 'UPSERT', found 'INSERTS' at line 1, column 1"),
-        ("", "Expected 'INSERT' or 'UPSERT', found end of input at line 1, column 1"),
-        (";;\n", "Expected 'INSERT' or 'UPSERT', found end of input at line 1, column 3"),
-        ("INSERT INTO SELECT * FROM x", "Expected a target name, found 'SELECT' at line 1, column 13"),
-        ("INSERT INTO _key SELECT * FROM x", "Expected '.' after '_key', found 'SELECT' at line 1, column 18"),
-        ("INSERT INTO _header. SELECT * FROM x", "Expected a field name, found 'SELECT' at line 1, column 22"),
-        ("INSERT INTO t SELECT * FROM;", "Expected a topic name, found ';' at line 1, column 28"),
-        ("INSERT INTO t SELECT * FROM", "Expected a topic name, found end of input at line 1, column 28"),
-        ("INSERT INTO t SELECT * FROM x.", "Expected a topic name, found end of input at line 1, column 31"),
-        ("INSERT INTO t SELECT a,, b FROM x", "Expected a field name, found ',' at line 1, column 24"),
-        ("INSERT INTO t SELECT FROM x", "Expected a field name, found 'FROM' at line 1, column 22"),
-        ("INSERT INTO t SELECT a, FROM x", "Expected a field name, found 'FROM' at line 1, column 25"),
-        ("INSERT INTO t SELECT a b FROM x", "Expected 'FROM', found 'b' at line 1, column 24"),
-        ("INSERT INTO t SELECT a AS FROM x", "Expected an alias, found 'FROM' at line 1, column 27"),
-        ("INSERT INTO t SELECT a.* AS b FROM x", "Expected 'FROM', found 'AS' at line 1, column 26"),
-        ("INSERT INTO t SELECT * AS b FROM x", "Expected 'FROM', found 'AS' at line 1, column 24"),
-        ("INSERT INTO t SELECT _header.* FROM x", "Expected a field name, found '*' at line 1, column 30"),
-        ("INSERT INTO t SELECT _value FROM x", "Expected '.' after '_value', found 'FROM' at line 1, column 29"),
-        ("INSERT INTO t SELECT `` FROM x", "Expected a field name, found '``' at line 1, column 22"),
-        ("INSERT INTO t SELECT a FROM x FOO", f"Unexpected 'FOO' after the statement; expected one of: {CLAUSE_LIST} at line 1, column 31"),
-        ("INSERT INTO t SELECT a FROM x, y", f"Unexpected ',' after the statement; expected one of: {CLAUSE_LIST} at line 1, column 30"),
-        ("INSERT INTO t SELECT a FROM x INSERT INTO u SELECT b FROM y", f"Unexpected 'INSERT' after the statement; expected one of: {CLAUSE_LIST} at line 1, column 31"),
-        ("INSERT INTO t SELECT a FROM x PK a PK b", "Duplicate clause 'PK' at line 1, column 36"),
-        ("INSERT INTO t SELECT a FROM x autocreate AUTOCREATE", "Duplicate clause 'AUTOCREATE' at line 1, column 42"),
-        ("INSERT INTO t SELECT a FROM x PK", "Expected a field name, found end of input at line 1, column 33"),
-        ("INSERT INTO t SELECT a FROM x PK a.*", "Expected a field name, found '*' at line 1, column 36"),
-        ("INSERT INTO t SELECT a FROM x IGNORE ;", "Expected a field name, found ';' at line 1, column 38"),
-        ("INSERT INTO t SELECT a FROM x TTL=abc", "Expected an integer after 'TTL=', found 'abc' at line 1, column 35"),
-        ("INSERT INTO t SELECT a FROM x TTL=-5", "Expected an integer after 'TTL=', found '-5' at line 1, column 35"),
-        ("INSERT INTO t SELECT a FROM x TTL='5'", "Expected an integer after 'TTL=', found string '5' at line 1, column 35"),
-        ("INSERT INTO t SELECT a FROM x TTL 5", "Expected '=' after 'TTL', found '5' at line 1, column 35"),
-        ("INSERT INTO t SELECT a FROM x BATCH=0", "Expected a positive integer after 'BATCH=', found '0' at line 1, column 37"),
-        ("INSERT INTO t SELECT a FROM x BATCH=", "Expected a positive integer after 'BATCH=', found end of input at line 1, column 37"),
-        ("INSERT INTO t SELECT a FROM x WITHDOCTYPE=;", "Expected a document type after 'WITHDOCTYPE=', found ';' at line 1, column 43"),
-        ("INSERT INTO t SELECT a FROM x WITHPIPELINE=(", "Expected a pipeline name after 'WITHPIPELINE=', found '(' at line 1, column 44"),
-        ("INSERT INTO t SELECT a FROM x WITHINDEXSUFFIX=", "Expected an index suffix after 'WITHINDEXSUFFIX=', found end of input at line 1, column 47"),
-        ("INSERT INTO t SELECT a FROM x WITHINDEXSUFFIX=_{YYYY-QQ}", "Unknown date pattern letter 'Q' in WITHINDEXSUFFIX at line 1, column 54"),
-        ("INSERT INTO t SELECT a FROM x WITHINDEXSUFFIX=_{YYYY", "Unclosed '{' in WITHINDEXSUFFIX at line 1, column 48"),
-        ("INSERT INTO t SELECT a FROM x PROPERTIES 'a'='b'", "Expected '(' after 'PROPERTIES', found string 'a' at line 1, column 42"),
-        ("INSERT INTO t SELECT a FROM x PROPERTIES(a='b')", "Expected a quoted property key, found 'a' at line 1, column 42"),
-        ("INSERT INTO t SELECT a FROM x PROPERTIES('a' 'b')", "Expected '=' after the property key string 'a', found string 'b' at line 1, column 46"),
-        ("INSERT INTO t SELECT a FROM x PROPERTIES('a'=b)", "Expected a quoted property value, found 'b' at line 1, column 46"),
-        ("INSERT INTO t SELECT a FROM x PROPERTIES('a'='b' 'c'='d')", "Expected ',' or ')', found string 'c' at line 1, column 50"),
-        ("INSERT INTO t SELECT a FROM x PROPERTIES('a'='b'", "Expected ',' or ')', found end of input at line 1, column 49"),
-        ("INSERT INTO t SELECT a FROM x PROPERTIES('a'='1', 'a'='2')", "Duplicate property string 'a' at line 1, column 51"),
-        ("INSERT INTO t SELECT a FROM x PROPERTIES('a'='b", "Unterminated string starting at line 1, column 46"),
-        ("INSERT INTO `t SELECT a FROM x", "Unterminated quoted name starting at line 1, column 13"),
-        ("INSERT INTO t SELECT a FROM x WITHDOCTYPE={doc}", "Expected a document type after 'WITHDOCTYPE=', found '{' at line 1, column 43"),
-    ],
-)
+ERROR_MESSAGES = [
+    ("INSERT TO t SELECT * FROM x", "Expected 'INTO', found 'TO' at line 1, column 8"),
+    ("INSERTS INTO t", "Expected 'INSERT' or 'UPSERT', found 'INSERTS' at line 1, column 1"),
+    ("", "Expected 'INSERT' or 'UPSERT', found end of input at line 1, column 1"),
+    (";;\n", "Expected 'INSERT' or 'UPSERT', found end of input at line 1, column 3"),
+    ("INSERT INTO SELECT * FROM x", "Expected a target name, found 'SELECT' at line 1, column 13"),
+    ("INSERT INTO _key SELECT * FROM x", "Expected '.' after '_key', found 'SELECT' at line 1, column 18"),
+    ("INSERT INTO _header. SELECT * FROM x", "Expected a field name, found 'SELECT' at line 1, column 22"),
+    ("INSERT INTO t SELECT * FROM;", "Expected a topic name, found ';' at line 1, column 28"),
+    ("INSERT INTO t SELECT * FROM", "Expected a topic name, found end of input at line 1, column 28"),
+    ("INSERT INTO t SELECT * FROM x.", "Expected a topic name, found end of input at line 1, column 31"),
+    ("INSERT INTO t SELECT a,, b FROM x", "Expected a field name, found ',' at line 1, column 24"),
+    ("INSERT INTO t SELECT FROM x", "Expected a field name, found 'FROM' at line 1, column 22"),
+    ("INSERT INTO t SELECT a, FROM x", "Expected a field name, found 'FROM' at line 1, column 25"),
+    ("INSERT INTO t SELECT a b FROM x", "Expected 'FROM', found 'b' at line 1, column 24"),
+    ("INSERT INTO t SELECT a AS FROM x", "Expected an alias, found 'FROM' at line 1, column 27"),
+    ("INSERT INTO t SELECT a.* AS b FROM x", "Expected 'FROM', found 'AS' at line 1, column 26"),
+    ("INSERT INTO t SELECT * AS b FROM x", "Expected 'FROM', found 'AS' at line 1, column 24"),
+    ("INSERT INTO t SELECT _header.* FROM x", "Expected a field name, found '*' at line 1, column 30"),
+    ("INSERT INTO t SELECT _value FROM x", "Expected '.' after '_value', found 'FROM' at line 1, column 29"),
+    ("INSERT INTO t SELECT `` FROM x", "Expected a field name, found '``' at line 1, column 22"),
+    ("INSERT INTO t SELECT a FROM x FOO", f"Unexpected 'FOO' after the statement; expected one of: {CLAUSE_LIST} at line 1, column 31"),
+    ("INSERT INTO t SELECT a FROM x, y", f"Unexpected ',' after the statement; expected one of: {CLAUSE_LIST} at line 1, column 30"),
+    ("INSERT INTO t SELECT a FROM x INSERT INTO u SELECT b FROM y", f"Unexpected 'INSERT' after the statement; expected one of: {CLAUSE_LIST} at line 1, column 31"),
+    ("INSERT INTO t SELECT a FROM x PK a PK b", "Duplicate clause 'PK' at line 1, column 36"),
+    ("INSERT INTO t SELECT a FROM x autocreate AUTOCREATE", "Duplicate clause 'AUTOCREATE' at line 1, column 42"),
+    ("INSERT INTO t SELECT a FROM x PK", "Expected a field name, found end of input at line 1, column 33"),
+    ("INSERT INTO t SELECT a FROM x PK a.*", "Expected a field name, found '*' at line 1, column 36"),
+    ("INSERT INTO t SELECT a FROM x IGNORE ;", "Expected a field name, found ';' at line 1, column 38"),
+    ("INSERT INTO t SELECT a FROM x TTL=abc", "Expected an integer after 'TTL=', found 'abc' at line 1, column 35"),
+    ("INSERT INTO t SELECT a FROM x TTL=-5", "Expected an integer after 'TTL=', found '-5' at line 1, column 35"),
+    ("INSERT INTO t SELECT a FROM x TTL='5'", "Expected an integer after 'TTL=', found string '5' at line 1, column 35"),
+    ("INSERT INTO t SELECT a FROM x TTL 5", "Expected '=' after 'TTL', found '5' at line 1, column 35"),
+    ("INSERT INTO t SELECT a FROM x BATCH=0", "Expected a positive integer after 'BATCH=', found '0' at line 1, column 37"),
+    ("INSERT INTO t SELECT a FROM x BATCH=", "Expected a positive integer after 'BATCH=', found end of input at line 1, column 37"),
+    ("INSERT INTO t SELECT a FROM x WITHDOCTYPE=;", "Expected a document type after 'WITHDOCTYPE=', found ';' at line 1, column 43"),
+    ("INSERT INTO t SELECT a FROM x WITHPIPELINE=(", "Expected a pipeline name after 'WITHPIPELINE=', found '(' at line 1, column 44"),
+    ("INSERT INTO t SELECT a FROM x WITHINDEXSUFFIX=", "Expected an index suffix after 'WITHINDEXSUFFIX=', found end of input at line 1, column 47"),
+    ("INSERT INTO t SELECT a FROM x WITHINDEXSUFFIX=_{YYYY-QQ}", "Unknown date pattern letter 'Q' in WITHINDEXSUFFIX at line 1, column 54"),
+    ("INSERT INTO t SELECT a FROM x WITHINDEXSUFFIX=_{YYYY", "Unclosed '{' in WITHINDEXSUFFIX at line 1, column 48"),
+    ("INSERT INTO t SELECT a FROM x PROPERTIES 'a'='b'", "Expected '(' after 'PROPERTIES', found string 'a' at line 1, column 42"),
+    ("INSERT INTO t SELECT a FROM x PROPERTIES(a='b')", "Expected a quoted property key, found 'a' at line 1, column 42"),
+    ("INSERT INTO t SELECT a FROM x PROPERTIES('a' 'b')", "Expected '=' after the property key string 'a', found string 'b' at line 1, column 46"),
+    ("INSERT INTO t SELECT a FROM x PROPERTIES('a'=b)", "Expected a quoted property value, found 'b' at line 1, column 46"),
+    ("INSERT INTO t SELECT a FROM x PROPERTIES('a'='b' 'c'='d')", "Expected ',' or ')', found string 'c' at line 1, column 50"),
+    ("INSERT INTO t SELECT a FROM x PROPERTIES('a'='b'", "Expected ',' or ')', found end of input at line 1, column 49"),
+    ("INSERT INTO t SELECT a FROM x PROPERTIES('a'='1', 'a'='2')", "Duplicate property string 'a' at line 1, column 51"),
+    ("INSERT INTO t SELECT a FROM x PROPERTIES('a'='b", "Unterminated string starting at line 1, column 46"),
+    ("INSERT INTO `t SELECT a FROM x", "Unterminated quoted name starting at line 1, column 13"),
+    ("INSERT INTO t SELECT a FROM x WITHDOCTYPE={doc}", "Expected a document type after 'WITHDOCTYPE=', found '{' at line 1, column 43"),
+]
 # fmt: on
+
+
+@pytest.mark.parametrize(("text", "message"), ERROR_MESSAGES)
 def test_error_messages(text: str, message: str) -> None:
     err = syntax_error(text)
     assert err.message == message
@@ -483,9 +480,7 @@ def test_error_messages(text: str, message: str) -> None:
 def test_unterminated_string_error_details() -> None:
     text = "INSERT INTO t SELECT a FROM x PROPERTIES('a'='b"
     err = syntax_error(text)
-    assert str(err) == (
-        "Unterminated string starting at line 1, column 46\n" + text + "\n" + " " * 45 + "^"
-    )
+    assert str(err) == ("Unterminated string starting at line 1, column 46\n" + text + "\n" + " " * 45 + "^")
     assert (err.expected, err.found) == ("a closing '", "end of input")
 
 
@@ -530,7 +525,7 @@ def test_compile_suffix_reuses_the_last_result_within_its_unit() -> None:
     hourly = compile_suffix("_{YYYY-MM-dd-HH}")
     start = epoch_ms(2026, 1, 1)
     for ms in (start, start + 3_600_000, start + 86_399_999, start - 1, start):
-        expected = datetime.fromtimestamp(ms / 1000, timezone.utc)
+        expected = datetime.fromtimestamp(ms / 1000, UTC)
         assert daily(ms) == expected.strftime("_%Y-%m-%d")
         assert hourly(ms) == expected.strftime("_%Y-%m-%d-%H")
 
@@ -548,7 +543,7 @@ def test_compile_suffix_before_1970() -> None:
         ("_{YYYY", "Unclosed '{' at position 2 of '_{YYYY'", 2),
         ("_{YY{MM}}", "Nested '{' at position 5 of '_{YY{MM}}'", 5),
         ("_YYYY}", "Unmatched '}' at position 6 of '_YYYY}'", 6),
-        ("_{'abc}", "Unterminated quote at position 3 of \"_{'abc}\"", 3),
+        ("_{'abc}", 'Unterminated quote at position 3 of "_{\'abc}"', 3),
     ],
 )
 def test_compile_suffix_errors(pattern: str, message: str, position: int) -> None:

@@ -27,7 +27,14 @@ def test_select_star_returns_the_value_itself_without_copying() -> None:
 def test_fields_aliases_nested_key_and_header() -> None:
     r = route("INSERT INTO idx SELECT a.b.c AS abc, x, _key.region AS region, _header.h, a.d.* FROM t")
     value = {"a": {"b": {"c": 1}, "d": {"e": 2, "f": 3}}, "x": "y", "z": 0}
-    assert r.project(record(value)) == {"abc": 1, "x": "y", "region": "eu", "h": "from-header", "e": 2, "f": 3}
+    assert r.project(record(value)) == {
+        "abc": 1,
+        "x": "y",
+        "region": "eu",
+        "h": "from-header",
+        "e": 2,
+        "f": 3,
+    }
 
 
 def test_ignore_removes_nested_fields_without_touching_the_record() -> None:
@@ -65,12 +72,17 @@ def test_dynamic_targets_from_key_value_and_header() -> None:
     assert route("INSERT INTO _key.region SELECT * FROM t").target(rec) == "eu"
     assert route("INSERT INTO _value.room SELECT * FROM t").target(rec) == "kitchen"
     assert route("INSERT INTO _header.h SELECT * FROM t").target(rec) == "from-header"
-    with pytest.raises(RecordError, match="target field '_value.floor' is missing from record t-2@5"):
+    with pytest.raises(RecordError, match=r"target field '_value\.floor' is missing from record t-2@5"):
         route("INSERT INTO _value.floor SELECT * FROM t").target(rec)
 
 
 def test_routes_by_topic_keep_every_statement_of_a_topic() -> None:
-    routes = compile_routes(parse_kcql("INSERT INTO a SELECT * FROM t; INSERT INTO b SELECT x FROM t; "
-                                       "INSERT INTO c SELECT * FROM u"))
+    routes = compile_routes(
+        parse_kcql(
+            "INSERT INTO a SELECT * FROM t; INSERT INTO b SELECT x FROM t; INSERT INTO c SELECT * FROM u"
+        )
+    )
     assert {topic: [r.target(record({})) for r in rs] for topic, rs in routes.items()} == {
-        "t": ["a", "b"], "u": ["c"]}
+        "t": ["a", "b"],
+        "u": ["c"],
+    }

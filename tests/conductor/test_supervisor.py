@@ -6,6 +6,7 @@ the test sees every start, boot and stop, across processes and respawns.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -32,16 +33,21 @@ module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
 sys.exit(module.run_supervisor(json.loads(sys.argv[2])))
 """
-FAST = {"restart_backoff_initial_s": 0.1, "restart_backoff_max_s": 1.0, "heartbeat_timeout_s": 2.0,
-        "drain_timeout_s": 2.0}
+FAST = {
+    "restart_backoff_initial_s": 0.1,
+    "restart_backoff_max_s": 1.0,
+    "heartbeat_timeout_s": 2.0,
+    "drain_timeout_s": 2.0,
+}
 
 
 # -- the workers (they run in the grandchildren) -------------------------------------------------
 
 
 def _event(control: WorkerControl, event: str, **fields: object) -> None:
-    line = json.dumps({"event": event, "worker_id": control.worker_id, "pid": os.getpid(), "at": time.time(),
-                       **fields})
+    line = json.dumps(
+        {"event": event, "worker_id": control.worker_id, "pid": os.getpid(), "at": time.time(), **fields}
+    )
     with open(os.environ["TEST_EVENTS"], "a") as events:
         events.write(line + "\n")
 
@@ -141,8 +147,14 @@ def hog(worker_id: int, control: WorkerControl) -> int:
 
 
 WORKERS: dict[str, Callable[[int, WorkerControl], int]] = {
-    "steady": steady, "deaf": deaf, "boot_error": boot_error, "boot_error_later": boot_error_later,
-    "task_fails": task_fails, "crashes": crashes, "hangs": hangs, "hog": hog,
+    "steady": steady,
+    "deaf": deaf,
+    "boot_error": boot_error,
+    "boot_error_later": boot_error_later,
+    "task_fails": task_fails,
+    "crashes": crashes,
+    "hangs": hangs,
+    "hog": hog,
 }
 
 
@@ -150,8 +162,11 @@ def run_supervisor(params: dict) -> int:
     """The body of the `python -c` child."""
     import logging
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s",
+    )
     os.environ["TEST_EVENTS"] = params["events"]
     settings = SupervisorSettings(state_dir=Path(params["state_dir"]), **params["settings"])
     return Supervisor(settings, WORKERS[params["worker"]]).run()
@@ -171,8 +186,11 @@ class Group:
         if not self.events_path.exists():
             return []
         found = [json.loads(line) for line in self.events_path.read_text().splitlines() if line]
-        return [e for e in found if (event is None or e["event"] == event)
-                and (worker_id is None or e["worker_id"] == worker_id)]
+        return [
+            e
+            for e in found
+            if (event is None or e["event"] == event) and (worker_id is None or e["worker_id"] == worker_id)
+        ]
 
     def log(self) -> str:
         return self.log_path.read_text()
@@ -201,8 +219,10 @@ def wait_for(predicate: Callable[[], object], timeout: float, group: Group, what
         if value:
             return value
         if group.process.poll() is not None:
-            pytest.fail(f"the supervisor exited ({group.process.returncode}) while waiting for {what}; its log:\n"
-                        f"{group.log()}")
+            pytest.fail(
+                f"the supervisor exited ({group.process.returncode}) while waiting for {what}; its log:\n"
+                f"{group.log()}"
+            )
         time.sleep(0.05)
     pytest.fail(f"timed out after {timeout}s waiting for {what}; supervisor log:\n{group.log()}")
 
@@ -213,13 +233,22 @@ def start(tmp_path: Path) -> Iterator[Callable[..., Group]]:
 
     def start(worker: str, workers: int = 1, **settings: object) -> Group:
         settings = {**FAST, **settings, "workers": workers}
-        params = {"worker": worker, "events": str(tmp_path / "events.jsonl"),
-                  "state_dir": str(tmp_path / "state"), "settings": settings}
+        params = {
+            "worker": worker,
+            "events": str(tmp_path / "events.jsonl"),
+            "state_dir": str(tmp_path / "state"),
+            "settings": settings,
+        }
         log_path = tmp_path / "supervisor.log"
         with open(log_path, "wb") as log:
-            process = subprocess.Popen([sys.executable, "-c", RUNNER, __file__, json.dumps(params)], cwd=ROOT,
-                                       env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=log,
-                                       stdout=log, start_new_session=True)
+            process = subprocess.Popen(
+                [sys.executable, "-c", RUNNER, __file__, json.dumps(params)],
+                cwd=ROOT,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                stderr=log,
+                stdout=log,
+                start_new_session=True,
+            )
         group = Group(process, tmp_path / "events.jsonl", log_path, tmp_path / "state")
         groups.append(group)
         return group
@@ -259,11 +288,19 @@ def test_spawns_n_workers_with_distinct_ids_and_stops_them_on_sigterm(start):
     assert sorted(pids) == [0, 1, 2]
     assert len(set(pids.values())) == 3
     for worker_id, pid in pids.items():
-        worker_state = wait_for(lambda: read_state(group.state_dir / f"worker-{worker_id}.json"), 5, group,
-                                "the worker's state file")
+        worker_state = wait_for(
+            lambda: read_state(group.state_dir / f"worker-{worker_id}.json"),
+            5,
+            group,
+            "the worker's state file",
+        )
         assert worker_state["pid"] == pid and worker_state["worker_id"] == worker_id
-    assert wait_for(lambda: read_state(group.state_dir / "worker-2.json").get("partitions"), 5, group,
-                    "recorded partitions") == [2]
+    assert wait_for(
+        lambda: read_state(group.state_dir / "worker-2.json").get("partitions"),
+        5,
+        group,
+        "recorded partitions",
+    ) == [2]
 
     started = time.monotonic()
     group.signal(signal.SIGTERM)
@@ -358,7 +395,9 @@ def test_boot_error_before_any_worker_booted_stops_the_group_with_exit_2(start):
 
 def test_boot_error_after_the_group_booted_is_restarted(start):
     group = start("boot_error_later", workers=2)
-    wait_for(lambda: len(group.events("booted", worker_id=1)) == 1, 10, group, "worker 1 to boot on its 2nd run")
+    wait_for(
+        lambda: len(group.events("booted", worker_id=1)) == 1, 10, group, "worker 1 to boot on its 2nd run"
+    )
     assert len(group.events("start", worker_id=1)) == 2
     assert "exit code 3 (boot error); restarting in 0.1s (restart 1 of 10)" in group.log()
     group.signal(signal.SIGTERM)
@@ -366,12 +405,13 @@ def test_boot_error_after_the_group_booted_is_restarted(start):
 
 
 def test_task_failed_restarts_with_growing_backoff_then_the_slot_fails(start):
-    group = start("task_fails", workers=1, restart_max=3, restart_backoff_initial_s=0.1,
-                  restart_backoff_max_s=0.3)
+    group = start(
+        "task_fails", workers=1, restart_max=3, restart_backoff_initial_s=0.1, restart_backoff_max_s=0.3
+    )
     assert group.wait(15) == 1
     starts = [e["at"] for e in group.events("start")]
     assert len(starts) == 4  # the first run and restart_max restarts
-    gaps = [later - earlier for earlier, later in zip(starts, starts[1:])]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
     assert gaps[0] >= 0.1 and gaps[1] >= 0.2 and gaps[2] >= 0.3
     log = group.log()
     for delay, restart in (("0.1", 1), ("0.2", 2), ("0.3", 3)):
@@ -442,7 +482,10 @@ def test_backoff_grows_and_is_capped():
 def test_settings_are_validated():
     with pytest.raises(ConfigError) as error:
         SupervisorSettings(workers=0, drain_timeout_s=-1)
-    assert error.value.problems == ["workers must be above 0, not 0", "drain_timeout_s must be above 0, not -1"]
+    assert error.value.problems == [
+        "workers must be above 0, not 0",
+        "drain_timeout_s must be above 0, not -1",
+    ]
 
 
 def test_describe_exit():

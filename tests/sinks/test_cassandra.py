@@ -9,7 +9,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -20,12 +20,12 @@ import pytest
 from cassandra import WriteTimeout, WriteType
 from cassandra.cluster import Cluster, NoHostAvailable, Session
 from cassandra.protocol import InvalidRequest
+from support.records import TS, record, route
 
 from conductor.config import parse_config
 from conductor.errors import ConfigError, RecordError, RetriableRecordError, SinkUnavailable
 from conductor.routes import Route
 from sinks.cassandra import CassandraSink, CassandraSinkSettings, build_cassandra_sink
-from support.records import TS, record, route
 
 HOME = uuid.UUID("7d444840-9dc0-11d1-b245-5ffdce74fad2")
 READINGS = """(sensor_id text, ts timestamp, celsius double, humidity float, home uuid,
@@ -41,8 +41,7 @@ def reading(n: int, **fields: Any) -> dict[str, Any]:
 def cassandra(request: pytest.FixtureRequest) -> tuple[tuple[str, ...], int]:
     """Cassandra alone when it answers: the session fixture waits for all three servers."""
     launcher = Path(__file__).resolve().parents[2] / "compose" / "local"
-    found = subprocess.run([sys.executable, str(launcher), "env", "--json"], capture_output=True,
-                           text=True)
+    found = subprocess.run([sys.executable, str(launcher), "env", "--json"], capture_output=True, text=True)
     env = json.loads(found.stdout or "{}")
     hosts = tuple(env.get("CONDUCTOR_CASSANDRA_HOSTS", "127.0.0.1").split(","))
     port = int(env.get("CONDUCTOR_CASSANDRA_PORT", 9042))
@@ -66,8 +65,9 @@ def session(cassandra: tuple[tuple[str, ...], int]) -> Iterator[Session]:
 @pytest.fixture(scope="module")
 def keyspace(session: Session) -> Iterator[str]:
     name = f"conductor_test_{uuid.uuid4().hex[:12]}"
-    session.execute(f"CREATE KEYSPACE {name} WITH replication = "
-                    "{'class': 'SimpleStrategy', 'replication_factor': 1}")
+    session.execute(
+        f"CREATE KEYSPACE {name} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}"
+    )
     yield name
     session.execute(f"DROP KEYSPACE IF EXISTS {name}")
 
@@ -85,8 +85,9 @@ def table(session: Session, keyspace: str) -> Callable[..., str]:
 
 
 @pytest.fixture
-def make_sink(cassandra: tuple[tuple[str, ...], int],
-              keyspace: str) -> Iterator[Callable[..., CassandraSink]]:
+def make_sink(
+    cassandra: tuple[tuple[str, ...], int], keyspace: str
+) -> Iterator[Callable[..., CassandraSink]]:
     sinks: list[CassandraSink] = []
     hosts, port = cassandra
 
@@ -113,7 +114,7 @@ def count(session: Session, keyspace: str, name: str) -> int:
 
 
 def at(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).replace(tzinfo=None)
+    return datetime.fromtimestamp(ms / 1000, UTC).replace(tzinfo=None)
 
 
 # -- writing ----------------------------------------------------------------------------
@@ -144,8 +145,10 @@ def test_unlogged_batches_group_by_partition(session, keyspace, table, make_sink
 
 def test_two_statements_on_one_topic_write_both_tables(session, keyspace, table, make_sink):
     first, second = table(), table("(sensor_id text PRIMARY KEY, celsius double)")
-    routes = [route(f"INSERT INTO {first} SELECT * FROM readings"),
-              route(f"INSERT INTO {keyspace}.{second} SELECT sensor_id, celsius FROM readings")]
+    routes = [
+        route(f"INSERT INTO {first} SELECT * FROM readings"),
+        route(f"INSERT INTO {keyspace}.{second} SELECT sensor_id, celsius FROM readings"),
+    ]
     sink = make_sink(routes)
     batch = [(record(n, reading(n)), r) for n in range(200) for r in routes]
     assert sink.write(batch) == []
@@ -159,13 +162,36 @@ def test_type_conversions(session, keyspace, table, make_sink):
     name = table()
     r = route(f"INSERT INTO {name} SELECT * FROM readings")
     sink = make_sink([r])
-    full = {"sensor_id": "a", "ts": "2025-12-29T12:00:00.250Z", "celsius": 21, "humidity": "0.5",
-            "home": str(HOME), "tags": ["x", "y", "x"], "attrs": {"floor": 2, "room": "7"},
-            "day": "2026-11-24", "reading_id": 12.0, "ok": "TRUE", "price": 19.99}
+    full = {
+        "sensor_id": "a",
+        "ts": "2025-12-29T12:00:00.250Z",
+        "celsius": 21,
+        "humidity": "0.5",
+        "home": str(HOME),
+        "tags": ["x", "y", "x"],
+        "attrs": {"floor": 2, "room": "7"},
+        "day": "2026-11-24",
+        "reading_id": 12.0,
+        "ok": "TRUE",
+        "price": 19.99,
+    }
     batch = [
         (record(1, full), r),
-        (record(2, {"sensor_id": "b", "ts": TS, "day": TS, "reading_id": "42", "ok": False,
-                    "price": "1.000000000000000000001", "celsius": "-3.5"}), r),
+        (
+            record(
+                2,
+                {
+                    "sensor_id": "b",
+                    "ts": TS,
+                    "day": TS,
+                    "reading_id": "42",
+                    "ok": False,
+                    "price": "1.000000000000000000001",
+                    "celsius": "-3.5",
+                },
+            ),
+            r,
+        ),
         (record(3, {"sensor_id": "c", "ts": "2025-12-29T13:00:00+01:00", "unknown": 1}), r),
         (record(4, {"sensor_id": 5, "ts": "2025-12-29 12:00:00"}), r),
     ]
@@ -173,12 +199,21 @@ def test_type_conversions(session, keyspace, table, make_sink):
     found = rows(session, keyspace, name)
     a = found[("a", datetime(2025, 12, 29, 12, 0, 0, 250_000))]
     assert (a.celsius, a.humidity, a.home, a.tags, a.attrs) == (
-        21.0, 0.5, HOME, {"x", "y"}, {"floor": 2, "room": 7})
-    assert (a.day.date(), a.reading_id, a.ok, a.price) == (
-        date(2026, 11, 24), 12, True, Decimal("19.99"))
+        21.0,
+        0.5,
+        HOME,
+        {"x", "y"},
+        {"floor": 2, "room": 7},
+    )
+    assert (a.day.date(), a.reading_id, a.ok, a.price) == (date(2026, 11, 24), 12, True, Decimal("19.99"))
     b = found[("b", at(TS))]
     assert (b.day.date(), b.reading_id, b.ok, b.price, b.celsius) == (
-        date(2025, 12, 29), 42, False, Decimal("1.000000000000000000001"), -3.5)
+        date(2025, 12, 29),
+        42,
+        False,
+        Decimal("1.000000000000000000001"),
+        -3.5,
+    )
     assert b.home is None and b.tags is None
     assert ("c", at(TS)) in found  # 13:00+01:00 is 12:00 UTC
     assert ("5", at(TS)) in found  # a number in a text column: its JSON spelling
@@ -186,29 +221,55 @@ def test_type_conversions(session, keyspace, table, make_sink):
 
 def test_more_types_round_trip(session, keyspace, table, make_sink):
     session.execute(f"CREATE TYPE IF NOT EXISTS {keyspace}.place (street text, number int)")
-    name = table("(id timeuuid PRIMARY KEY, at time, ip inet, data blob, small tinyint, big varint, "
-                 "code ascii, pair tuple<int, text>, spot frozen<place>, embedding vector<float, 3>, "
-                 "history frozen<list<date>>, by_day map<date, double>)")
+    name = table(
+        "(id timeuuid PRIMARY KEY, at time, ip inet, data blob, small tinyint, big varint, "
+        "code ascii, pair tuple<int, text>, spot frozen<place>, embedding vector<float, 3>, "
+        "history frozen<list<date>>, by_day map<date, double>)"
+    )
     r = route(f"INSERT INTO {name} SELECT * FROM readings")
     sink = make_sink([r])
     when = uuid.uuid1()
-    value = {"id": str(when), "at": "12:30:15.5", "ip": "::1", "data": "aGVsbG8=", "small": -128,
-             "big": "123456789012345678901234567890", "code": "ok", "pair": [1, "one"],
-             "spot": {"Street": "Main", "number": "7", "extra": True},
-             "embedding": [0.5, 1, "2"], "history": ["2026-01-01", 0], "by_day": {"2026-01-02": 1}}
+    value = {
+        "id": str(when),
+        "at": "12:30:15.5",
+        "ip": "::1",
+        "data": "aGVsbG8=",
+        "small": -128,
+        "big": "123456789012345678901234567890",
+        "code": "ok",
+        "pair": [1, "one"],
+        "spot": {"Street": "Main", "number": "7", "extra": True},
+        "embedding": [0.5, 1, "2"],
+        "history": ["2026-01-01", 0],
+        "by_day": {"2026-01-02": 1},
+    }
     assert sink.write([(record(1, value), r)]) == []
     row = session.execute(f"SELECT * FROM {keyspace}.{name}").one()
     assert (row.id, str(row.at), row.ip, row.data, row.small, row.big, row.code) == (
-        when, "12:30:15.500000000", "::1", b"hello", -128, 123456789012345678901234567890, "ok")
+        when,
+        "12:30:15.500000000",
+        "::1",
+        b"hello",
+        -128,
+        123456789012345678901234567890,
+        "ok",
+    )
     assert (tuple(row.pair), (row.spot.street, row.spot.number), row.embedding) == (
-        (1, "one"), ("Main", 7), [0.5, 1.0, 2.0])
+        (1, "one"),
+        ("Main", 7),
+        [0.5, 1.0, 2.0],
+    )
     assert [d.date() for d in row.history] == [date(2026, 1, 1), date(1970, 1, 1)]
     assert {d.date(): v for d, v in row.by_day.items()} == {date(2026, 1, 2): 1.0}
     random_id = str(uuid.uuid4())
-    failures = sink.write([(record(2, {"id": random_id}), r),
-                           (record(3, {"id": str(when), "small": 300}), r),
-                           (record(4, {"id": str(when), "code": "é"}), r),
-                           (record(5, {"id": str(when), "embedding": [1, 2]}), r)])
+    failures = sink.write(
+        [
+            (record(2, {"id": random_id}), r),
+            (record(3, {"id": str(when), "small": 300}), r),
+            (record(4, {"id": str(when), "code": "é"}), r),
+            (record(5, {"id": str(when), "embedding": [1, 2]}), r),
+        ]
+    )
     assert [f.error.reason.split(": ", 1)[1] for f in failures] == [
         f"cannot convert '{random_id}' (not a version 1 (time) UUID)",
         "cannot convert 300 (out of range -128..127)",
@@ -216,25 +277,38 @@ def test_more_types_round_trip(session, keyspace, table, make_sink):
         "cannot convert [1, 2] (2 elements, not 3)",
     ]
     assert [f.error.reason.split(":")[0] for f in failures] == [
-        "column id (timeuuid)", "column small (tinyint)", "column code (ascii)",
-        "column embedding (vector<float, 3>)"]
+        "column id (timeuuid)",
+        "column small (tinyint)",
+        "column code (ascii)",
+        "column embedding (vector<float, 3>)",
+    ]
 
 
-@pytest.mark.parametrize("column, value, expected", [
-    ("celsius", "hot", "column celsius (double): cannot convert 'hot' (not a number)"),
-    ("reading_id", 1.5, "column reading_id (bigint): cannot convert 1.5 (has a fraction)"),
-    ("reading_id", True, "column reading_id (bigint): cannot convert True"),
-    ("home", "not-a-uuid", "column home (uuid): cannot convert 'not-a-uuid' (not a UUID)"),
-    ("tags", ["ok", 1.5, {"x": 1}], "column tags (set<text>): cannot convert ['ok', 1.5, {'x': 1}] "
-                                    "(element {'x': 1})"),
-    ("attrs", {"a": "many"}, "column attrs (map<text, int>): cannot convert {'a': 'many'} "
-                             "(element 'many': not a number)"),
-    ("ts", "yesterday", "column ts (timestamp): cannot convert 'yesterday' (not ISO-8601)"),
-    ("ok", "yes", "column ok (boolean): cannot convert 'yes'"),
-    ("price", "x" * 80, f"column price (decimal): cannot convert '{'x' * 46}... (not a number)"),
-])
-def test_a_value_that_does_not_fit_fails_exactly_that_record(session, keyspace, table, make_sink,
-                                                             column, value, expected):
+@pytest.mark.parametrize(
+    "column, value, expected",
+    [
+        ("celsius", "hot", "column celsius (double): cannot convert 'hot' (not a number)"),
+        ("reading_id", 1.5, "column reading_id (bigint): cannot convert 1.5 (has a fraction)"),
+        ("reading_id", True, "column reading_id (bigint): cannot convert True"),
+        ("home", "not-a-uuid", "column home (uuid): cannot convert 'not-a-uuid' (not a UUID)"),
+        (
+            "tags",
+            ["ok", 1.5, {"x": 1}],
+            "column tags (set<text>): cannot convert ['ok', 1.5, {'x': 1}] (element {'x': 1})",
+        ),
+        (
+            "attrs",
+            {"a": "many"},
+            "column attrs (map<text, int>): cannot convert {'a': 'many'} (element 'many': not a number)",
+        ),
+        ("ts", "yesterday", "column ts (timestamp): cannot convert 'yesterday' (not ISO-8601)"),
+        ("ok", "yes", "column ok (boolean): cannot convert 'yes'"),
+        ("price", "x" * 80, f"column price (decimal): cannot convert '{'x' * 46}... (not a number)"),
+    ],
+)
+def test_a_value_that_does_not_fit_fails_exactly_that_record(
+    session, keyspace, table, make_sink, column, value, expected
+):
     name = table()
     r = route(f"INSERT INTO {name} SELECT * FROM readings")
     sink = make_sink([r])
@@ -250,9 +324,13 @@ def test_missing_primary_key_field_fails_that_record(session, keyspace, table, m
     name = table()
     r = route(f"INSERT INTO {name} SELECT * FROM readings")
     sink = make_sink([r])
-    failures = sink.write([(record(1, {"ts": TS, "celsius": 1.0}), r),
-                           (record(2, {"sensor_id": "s", "ts": None}), r),
-                           (record(3, reading(3)), r)])
+    failures = sink.write(
+        [
+            (record(1, {"ts": TS, "celsius": 1.0}), r),
+            (record(2, {"sensor_id": "s", "ts": None}), r),
+            (record(3, reading(3)), r),
+        ]
+    )
     assert [(f.record.offset, f.error.reason) for f in failures] == [
         (1, f"missing primary key column sensor_id (table {keyspace}.{name})"),
         (2, f"missing primary key column ts (table {keyspace}.{name})"),
@@ -289,8 +367,10 @@ def test_an_older_record_does_not_overwrite_a_newer_one(session, keyspace, table
     row = session.execute(f"SELECT celsius, WRITETIME(celsius) FROM {keyspace}.{name}").one()
     assert tuple(row) == (2.0, (TS + 1000) * 1000 + 10)
     # same millisecond: the later offset wins, whatever the values
-    same = [(record(20, {"sensor_id": "s", "celsius": 9.0}, timestamp=TS + 2000), r),
-            (record(21, {"sensor_id": "s", "celsius": 3.0}, timestamp=TS + 2000), r)]
+    same = [
+        (record(20, {"sensor_id": "s", "celsius": 9.0}, timestamp=TS + 2000), r),
+        (record(21, {"sensor_id": "s", "celsius": 3.0}, timestamp=TS + 2000), r),
+    ]
     assert sink.write(same) == []
     assert session.execute(f"SELECT celsius FROM {keyspace}.{name}").one().celsius == 3.0
 
@@ -298,32 +378,39 @@ def test_an_older_record_does_not_overwrite_a_newer_one(session, keyspace, table
 def test_tombstones_delete_when_enabled(session, keyspace, table, make_sink):
     name = table("(sensor_id text, site int, celsius double, PRIMARY KEY ((sensor_id, site)))")
     r = route(f"INSERT INTO {name} SELECT * FROM readings")
-    sink = make_sink([r], delete_enabled=True,
-                     delete_statement=f"DELETE FROM {name} WHERE sensor_id = ? AND site = ?",
-                     delete_key_fields=("id.sensor", "site"))
+    sink = make_sink(
+        [r],
+        delete_enabled=True,
+        delete_statement=f"DELETE FROM {name} WHERE sensor_id = ? AND site = ?",
+        delete_key_fields=("id.sensor", "site"),
+    )
     values = [{"sensor_id": f"s{n}", "site": n, "celsius": 1.0} for n in range(3)]
     assert sink.write([(record(n, v), r) for n, v in enumerate(values)]) == []
     key = orjson.dumps({"id": {"sensor": "s1"}, "site": "1"})
-    failures = sink.write([(record(10, None, key=key), r),
-                           (record(11, None, key=b'{"site": 2}'), r)])
+    failures = sink.write([(record(10, None, key=key), r), (record(11, None, key=b'{"site": 2}'), r)])
     assert [(f.record.offset, f.error.reason) for f in failures] == [
-        (11, "tombstone: key field id.sensor for sensor_id of the delete statement is missing")]
+        (11, "tombstone: key field id.sensor for sensor_id of the delete statement is missing")
+    ]
     remaining = {row.sensor_id for row in session.execute(f"SELECT * FROM {keyspace}.{name}")}
     assert remaining == {"s0", "s2"}
     # a tombstone older than the row it names does not delete it
-    assert sink.write([(record(1, None, key=orjson.dumps({"id": {"sensor": "s2"}, "site": 2}),
-                               timestamp=TS - 1000), r)]) == []
+    assert (
+        sink.write(
+            [(record(1, None, key=orjson.dumps({"id": {"sensor": "s2"}, "site": 2}), timestamp=TS - 1000), r)]
+        )
+        == []
+    )
     assert count(session, keyspace, name) == 2
 
 
 def test_tombstone_with_the_whole_key_and_when_disabled(session, keyspace, table, make_sink):
     name = table("(sensor_id text PRIMARY KEY, celsius double)")
     r = route(f"INSERT INTO {name} SELECT * FROM readings")
-    deleting = make_sink([r], delete_enabled=True,
-                         delete_statement=f"DELETE FROM {keyspace}.{name} WHERE sensor_id = ?")
+    deleting = make_sink(
+        [r], delete_enabled=True, delete_statement=f"DELETE FROM {keyspace}.{name} WHERE sensor_id = ?"
+    )
     keeping = make_sink([r])
-    assert keeping.write([(record(n, {"sensor_id": f"s{n}", "celsius": 1.0}), r)
-                          for n in range(2)]) == []
+    assert keeping.write([(record(n, {"sensor_id": f"s{n}", "celsius": 1.0}), r) for n in range(2)]) == []
     assert keeping.write([(record(5, None, key=b"s0"), r)]) == []
     assert keeping.last_write.skipped == 1 and count(session, keyspace, name) == 2
     assert deleting.write([(record(5, None, key=b"s0"), r)]) == []
@@ -367,14 +454,20 @@ class Failed:
     def __init__(self, error: BaseException) -> None:
         self.error = error
 
-    def add_callbacks(self, callback: Any, errback: Any, callback_args: Any = (),
-                      errback_args: Any = ()) -> None:
+    def add_callbacks(
+        self, callback: Any, errback: Any, callback_args: Any = (), errback_args: Any = ()
+    ) -> None:
         errback(self.error, *errback_args)
 
 
 def write_timeout() -> WriteTimeout:
-    return WriteTimeout("Operation timed out", consistency=1, required_responses=1,
-                        received_responses=0, write_type=WriteType.SIMPLE)
+    return WriteTimeout(
+        "Operation timed out",
+        consistency=1,
+        required_responses=1,
+        received_responses=0,
+        write_type=WriteType.SIMPLE,
+    )
 
 
 def test_timeouts_are_retried_until_written(session, keyspace, table, make_sink):
@@ -402,8 +495,7 @@ def test_timeouts_past_the_deadline_are_retriable_failures(table, make_sink):
 def test_refused_statements_are_record_errors(table, make_sink):
     r = route(f"INSERT INTO {table()} SELECT * FROM readings")
     sink = make_sink([r])
-    sink.session = FaultySession(sink.session,
-                                 lambda n: InvalidRequest("no such thing") if n == 2 else None)
+    sink.session = FaultySession(sink.session, lambda n: InvalidRequest("no such thing") if n == 2 else None)
     failures = sink.write([(record(n, reading(n)), r) for n in range(3)])
     assert [(f.record.offset, type(f.error)) for f in failures] == [(1, RecordError)]
     assert "InvalidRequest" in failures[0].error.reason
@@ -412,10 +504,12 @@ def test_refused_statements_are_record_errors(table, make_sink):
 def test_no_host_for_every_statement_raises_sink_unavailable(table, make_sink):
     r = route(f"INSERT INTO {table()} SELECT * FROM readings")
     sink = make_sink([r])
-    unreachable = NoHostAvailable("Unable to complete the operation against any hosts",
-                                  {"127.0.0.1:19042": ConnectionRefusedError("refused")})
+    unreachable = NoHostAvailable(
+        "Unable to complete the operation against any hosts",
+        {"127.0.0.1:19042": ConnectionRefusedError("refused")},
+    )
     sink.session = FaultySession(sink.session, lambda n: unreachable)
-    with pytest.raises(SinkUnavailable, match="cannot take writes: 127.0.0.1:19042: refused"):
+    with pytest.raises(SinkUnavailable, match=r"cannot take writes: 127\.0\.0\.1:19042: refused"):
         sink.write([(record(n, reading(n)), r) for n in range(5)])
 
 
@@ -447,9 +541,17 @@ def test_check_routes_reports_what_the_sink_cannot_honour(make_sink):
 
 
 def test_setup_against_an_unused_port_fails_fast(cassandra, keyspace):
-    sink = CassandraSink(CassandraSinkSettings(contact_points=("127.0.0.1",), port=1,
-                                               keyspace=keyspace, username="u",
-                                               password="s3cret-pw", connect_timeout_s=2), [])
+    sink = CassandraSink(
+        CassandraSinkSettings(
+            contact_points=("127.0.0.1",),
+            port=1,
+            keyspace=keyspace,
+            username="u",
+            password="s3cret-pw",
+            connect_timeout_s=2,
+        ),
+        [],
+    )
     started = time.monotonic()
     with pytest.raises(SinkUnavailable) as raised:
         sink.setup()
@@ -460,9 +562,11 @@ def test_setup_against_an_unused_port_fails_fast(cassandra, keyspace):
 
 def test_setup_with_missing_tables_raises_config_error(keyspace, table, make_sink):
     name = table()
-    routes = [route("INSERT INTO nowhere SELECT * FROM readings"),
-              route("INSERT INTO no_such_ks.t SELECT * FROM readings"),
-              route(f"INSERT INTO {name} SELECT * FROM readings")]
+    routes = [
+        route("INSERT INTO nowhere SELECT * FROM readings"),
+        route("INSERT INTO no_such_ks.t SELECT * FROM readings"),
+        route(f"INSERT INTO {name} SELECT * FROM readings"),
+    ]
     with pytest.raises(ConfigError) as raised:
         make_sink(routes)
     assert raised.value.problems == [
@@ -474,9 +578,10 @@ def test_setup_with_missing_tables_raises_config_error(keyspace, table, make_sin
 
 def test_check_schema_reports_every_problem(keyspace, table, make_sink):
     name = table()
-    routes = [route(f"INSERT INTO {name} SELECT sensor_id, celsius, wind, gust AS rain "
-                    f"FROM readings"),
-              route(f"INSERT INTO {name} SELECT *, x AS y FROM readings")]
+    routes = [
+        route(f"INSERT INTO {name} SELECT sensor_id, celsius, wind, gust AS rain FROM readings"),
+        route(f"INSERT INTO {name} SELECT *, x AS y FROM readings"),
+    ]
     sink = make_sink(routes, setup=False)
     columns = "sensor_id, ts, attrs, celsius, day, home, humidity, ok, price, reading_id, tags"
     assert sink.check_schema() == [
@@ -489,41 +594,51 @@ def test_check_schema_reports_every_problem(keyspace, table, make_sink):
         f"KCQL line 1 ({name} <- readings): field 'y' matches no column of {keyspace}.{name} "
         f"(columns: {columns})",
     ]
-    two_markers = make_sink([routes[1]], setup=False, delete_enabled=True,
-                            delete_statement=f"DELETE FROM {name} WHERE sensor_id = ? AND ts = ?")
+    two_markers = make_sink(
+        [routes[1]],
+        setup=False,
+        delete_enabled=True,
+        delete_statement=f"DELETE FROM {name} WHERE sensor_id = ? AND ts = ?",
+    )
     assert two_markers.check_schema()[-1] == (
         "connect.cassandra.delete.statement has 2 key marker(s) but connect.cassandra.delete."
-        "struct_flds names 0 field(s) (none: one marker for the whole key)")
+        "struct_flds names 0 field(s) (none: one marker for the whole key)"
+    )
     bad = make_sink([], setup=False, keyspace="no_such_keyspace")
-    assert bad.check_schema() == [
-        "keyspace 'no_such_keyspace' (connect.cassandra.key.space) does not exist"]
+    assert bad.check_schema() == ["keyspace 'no_such_keyspace' (connect.cassandra.key.space) does not exist"]
 
 
 def test_build_from_a_connector_config(cassandra, keyspace, table):
     hosts, port = cassandra
     name = table()
-    config = parse_config({
-        "name": "cassandra-sink",
-        "connector.class": "io.lenses.streamreactor.connect.cassandra.sink.CassandraSinkConnector",
-        "topics": "readings",
-        "connect.cassandra.contact.points": ",".join(hosts),
-        "connect.cassandra.port": str(port),
-        "connect.cassandra.key.space": keyspace,
-        "connect.cassandra.kcql": f"INSERT INTO {name} SELECT * FROM readings",
-        "connect.cassandra.consistency.level": "ONE",
-        "connect.cassandra.default.value": "NULL",
-        "connect.cassandra.delete.enabled": "true",
-        "connect.cassandra.delete.statement": f"DELETE FROM {name} WHERE sensor_id = ?",
-        "read.timeout.ms": "20000",
-        "conductor.cassandra.max.in.flight": "64",
-        "conductor.cassandra.unlogged.batches": "true",
-    }, environ={})
+    config = parse_config(
+        {
+            "name": "cassandra-sink",
+            "connector.class": "io.lenses.streamreactor.connect.cassandra.sink.CassandraSinkConnector",
+            "topics": "readings",
+            "connect.cassandra.contact.points": ",".join(hosts),
+            "connect.cassandra.port": str(port),
+            "connect.cassandra.key.space": keyspace,
+            "connect.cassandra.kcql": f"INSERT INTO {name} SELECT * FROM readings",
+            "connect.cassandra.consistency.level": "ONE",
+            "connect.cassandra.default.value": "NULL",
+            "connect.cassandra.delete.enabled": "true",
+            "connect.cassandra.delete.statement": f"DELETE FROM {name} WHERE sensor_id = ?",
+            "read.timeout.ms": "20000",
+            "conductor.cassandra.max.in.flight": "64",
+            "conductor.cassandra.unlogged.batches": "true",
+        },
+        environ={},
+    )
     r = route(f"INSERT INTO {name} SELECT * FROM readings")
     sink = build_cassandra_sink(config, [r])
     settings = sink.settings
     assert (settings.contact_points, settings.port, settings.keyspace) == (hosts, port, keyspace)
     assert (settings.consistency_level, settings.default_value, settings.request_timeout_s) == (
-        "ONE", "NULL", 20.0)
+        "ONE",
+        "NULL",
+        20.0,
+    )
     assert (settings.max_in_flight, settings.unlogged_batches, settings.batch_size) == (64, True, 100)
     sink.setup()
     try:

@@ -9,20 +9,19 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import orjson
 import pytest
 from elasticsearch import Elasticsearch
+from support.records import TS, record, route
 
 from conductor.errors import RecordError, RetriableRecordError, SinkUnavailable
 from conductor.routes import Route
 from sinks.elasticsearch import ElasticsearchSettings, ElasticsearchSink, plan_requests
-from support.records import TS, record, route
 from tasks.records import Record
-
 
 
 @pytest.fixture
@@ -52,8 +51,9 @@ def index(es: Elasticsearch) -> Iterator[Callable[[], str]]:
 def make_sink(elasticsearch: str) -> Iterator[Callable[..., ElasticsearchSink]]:
     sinks: list[ElasticsearchSink] = []
 
-    def make(routes: list[Route], hosts: tuple[str, ...] = (elasticsearch,),
-             **settings: Any) -> ElasticsearchSink:
+    def make(
+        routes: list[Route], hosts: tuple[str, ...] = (elasticsearch,), **settings: Any
+    ) -> ElasticsearchSink:
         sink = ElasticsearchSink(ElasticsearchSettings(hosts=hosts, **settings), routes)
         sinks.append(sink)
         sink.setup()
@@ -113,7 +113,7 @@ def test_wallclock_suffix_uses_the_time_of_writing(es, index, make_sink):
     r = route(f"INSERT INTO {name} SELECT * FROM readings WITHINDEXSUFFIX=_{{yyyy-MM-dd}}")
     sink = make_sink([r], suffix_clock="wallclock")
     assert sink.write([(record(1, {"a": 1}), r)]) == []
-    today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
     assert count(es, f"{name}_{today}") == 1
 
 
@@ -123,11 +123,13 @@ def test_dynamic_targets_from_key_and_value(es, index, make_sink):
     by_value = route("INSERT INTO _value.region SELECT * FROM readings")
     sink = make_sink([by_key, by_value])
     key = orjson.dumps({"region": from_key})
-    failures = sink.write([
-        (record(1, {"a": 1}, key=key), by_key),
-        (record(2, {"region": from_value}), by_value),
-        (record(3, {"no_region": 1}), by_value),
-    ])
+    failures = sink.write(
+        [
+            (record(1, {"a": 1}, key=key), by_key),
+            (record(2, {"region": from_value}), by_value),
+            (record(3, {"no_region": 1}), by_value),
+        ]
+    )
     assert [(f.record.offset, type(f.error)) for f in failures] == [(3, RecordError)]
     assert "target field '_value.region' is missing" in failures[0].error.reason
     assert count(es, from_key) == 1 and count(es, from_value) == 1
@@ -146,8 +148,10 @@ def test_upsert_merges_partial_documents(es, index, make_sink):
 @pytest.mark.parametrize("behaviour", ["IGNORE", "delete", "FAIL"])
 def test_tombstones(es, index, make_sink, behaviour):
     name = index()
-    r = route(f"INSERT INTO {name} SELECT * FROM readings PK _key "
-              f"PROPERTIES('behavior.on.null.values'='{behaviour}')")
+    r = route(
+        f"INSERT INTO {name} SELECT * FROM readings PK _key "
+        f"PROPERTIES('behavior.on.null.values'='{behaviour}')"
+    )
     sink = make_sink([r])
     batch = [(record(1, {"a": 1}, key=b"k1"), r), (record(2, {"a": 2}, key=b"k2"), r)]
     assert sink.write(batch) == []
@@ -159,7 +163,8 @@ def test_tombstones(es, index, make_sink, behaviour):
         assert sink.write([(record(4, None, key=b"never-written"), r)]) == []  # 404 is fine
     else:
         assert [f.error.reason for f in failures] == [
-            "null value (tombstone) with behavior.on.null.values=FAIL"]
+            "null value (tombstone) with behavior.on.null.values=FAIL"
+        ]
         assert sorted(documents(es, name)) == ["k1", "k2"]
 
 
@@ -187,8 +192,7 @@ def test_mapping_conflict_fails_exactly_that_record(es, index, make_sink):
     assert [f.record.offset for f in failures] == [4]
     reason = failures[0].error.reason
     assert not failures[0].retriable
-    assert reason.startswith(f"Elasticsearch rejected document {name}/sensor-4: "
-                             "document_parsing_exception: ")
+    assert reason.startswith(f"Elasticsearch rejected document {name}/sensor-4: document_parsing_exception: ")
     assert "failed to parse field [celsius] of type [float]" in reason
     assert count(es, name) == 9
 
@@ -240,8 +244,9 @@ def test_pipeline_existing_and_missing(es, index, make_sink):
         good = route(f"INSERT INTO {name} SELECT * FROM readings WITHPIPELINE={pipeline}")
         bad = route(f"INSERT INTO {name} SELECT * FROM readings WITHPIPELINE=no-such-pipeline")
         sink = make_sink([good, bad])
-        failures = sink.write([(record(1, {"a": 1}), good), (record(2, {"a": 2}), bad),
-                               (record(3, {"a": 3}), bad)])
+        failures = sink.write(
+            [(record(1, {"a": 1}), good), (record(2, {"a": 2}), bad), (record(3, {"a": 3}), bad)]
+        )
         assert [f.record.offset for f in failures] == [2, 3]
         assert "pipeline with id [no-such-pipeline] does not exist" in failures[0].error.reason
         assert count(es, name) == 1
@@ -255,8 +260,10 @@ def test_check_routes(caplog):
         route("UPSERT INTO b SELECT * FROM t2"),
         route("INSERT INTO c SELECT * FROM t3 PROPERTIES('behaviour.on.null'='x')"),
         route("INSERT INTO d SELECT * FROM t4 PROPERTIES('behavior.on.null.values'='drop')"),
-        route("INSERT INTO e SELECT * FROM t5 WITHDOCTYPE=reading "
-              "PROPERTIES('behavior.on.null.values'='Delete')"),
+        route(
+            "INSERT INTO e SELECT * FROM t5 WITHDOCTYPE=reading "
+            "PROPERTIES('behavior.on.null.values'='Delete')"
+        ),
     ]
     sink = ElasticsearchSink(ElasticsearchSettings(hosts=("http://127.0.0.1:1",)), routes)
     with caplog.at_level(logging.WARNING, logger="sinks.elasticsearch"):
@@ -265,16 +272,16 @@ def test_check_routes(caplog):
         "KCQL line 1 (a <- t1): TTL is not supported by Elasticsearch "
         "(use index suffixes or ILM to expire documents)",
         "KCQL line 1 (b <- t2): UPSERT requires a PK (the document id to merge into)",
-        "KCQL line 1 (c <- t3): unknown PROPERTIES key 'behaviour.on.null' "
-        "(known: behavior.on.null.values)",
+        "KCQL line 1 (c <- t3): unknown PROPERTIES key 'behaviour.on.null' (known: behavior.on.null.values)",
         "KCQL line 1 (d <- t4): behavior.on.null.values='drop' must be one of IGNORE, DELETE, FAIL",
     ]
     assert "WITHDOCTYPE=reading is ignored" in caplog.text
 
 
 def test_setup_against_an_unused_port_fails_fast():
-    sink = ElasticsearchSink(ElasticsearchSettings(hosts=("http://user:secret@127.0.0.1:1",),
-                                                   write_timeout_ms=2_000), [])
+    sink = ElasticsearchSink(
+        ElasticsearchSettings(hosts=("http://user:secret@127.0.0.1:1",), write_timeout_ms=2_000), []
+    )
     started = time.monotonic()
     with pytest.raises(SinkUnavailable) as caught:
         sink.setup()
@@ -288,8 +295,7 @@ def test_twenty_thousand_documents_in_five_requests(es, index, make_sink):
     name = index()
     r = route(f"INSERT INTO {name} SELECT * FROM readings PK sensor")
     sink = make_sink([r])
-    batch = [(record(i, {"sensor": f"s{i}", "celsius": i / 10, "site": "lab"}), r)
-             for i in range(20_000)]
+    batch = [(record(i, {"sensor": f"s{i}", "celsius": i / 10, "site": "lab"}), r) for i in range(20_000)]
     assert sink.write(batch) == []
     assert sink.last_write.actions == 20_000
     assert sink.last_write.requests == 5  # batch_size 4000; well under max_bytes
@@ -326,8 +332,11 @@ class ScriptedElasticsearch:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["content-length"]))
                 lines = [json.loads(line) for line in body.splitlines() if line]
-                actions = [line for line in lines if len(line) == 1 and next(iter(line)) in
-                           ("index", "update", "delete", "create")]
+                actions = [
+                    line
+                    for line in lines
+                    if len(line) == 1 and next(iter(line)) in ("index", "update", "delete", "create")
+                ]
                 scripted.requests.append(actions)
                 answer = scripted.answers[min(len(scripted.requests), len(scripted.answers)) - 1]
                 self.reply(*answer(actions))
@@ -361,14 +370,13 @@ def items(statuses: Callable[[int, dict[str, Any]], int]) -> Answer:
             if status >= 300:
                 item["error"] = {"type": "es_rejected_execution_exception", "reason": "queue full"}
             result.append({op: item})
-        return 200, {"errors": any(i[next(iter(i))]["status"] >= 300 for i in result),
-                     "items": result}
+        return 200, {"errors": any(i[next(iter(i))]["status"] >= 300 for i in result), "items": result}
+
     return answer
 
 
 def whole(status: int) -> Answer:
-    return lambda actions: (status, {"error": {"type": "x", "reason": "whole request"},
-                                     "status": status})
+    return lambda actions: (status, {"error": {"type": "x", "reason": "whole request"}, "status": status})
 
 
 @pytest.fixture
@@ -393,12 +401,15 @@ def batch_of(n: int) -> list[tuple[Record, Route]]:
 
 
 def test_items_refused_for_now_are_retried_alone(scripted, make_sink):
-    server = scripted([items(lambda pos, meta: 429 if meta["_id"] == "d1" else 201),
-                       items(lambda pos, meta: 201)])
+    server = scripted(
+        [items(lambda pos, meta: 429 if meta["_id"] == "d1" else 201), items(lambda pos, meta: 201)]
+    )
     sink = make_sink([R], hosts=(server.url,), **FAST)
     assert sink.write(batch_of(3)) == []
     assert [[a["index"]["_id"] for a in request] for request in server.requests] == [
-        ["d0", "d1", "d2"], ["d1"]]
+        ["d0", "d1", "d2"],
+        ["d1"],
+    ]
 
 
 def test_items_refused_until_the_deadline_are_retriable_failures(scripted, make_sink):
@@ -408,7 +419,8 @@ def test_items_refused_until_the_deadline_are_retriable_failures(scripted, make_
     assert [f.record.offset for f in failures] == [0]
     assert isinstance(failures[0].error, RetriableRecordError) and failures[0].retriable
     assert failures[0].error.reason.startswith(
-        "Elasticsearch rejected document idx/d0: es_rejected_execution_exception: queue full")
+        "Elasticsearch rejected document idx/d0: es_rejected_execution_exception: queue full"
+    )
     assert len(server.requests) > 2
 
 
@@ -420,8 +432,9 @@ def test_whole_request_503_is_retried(scripted, make_sink):
 
 
 def test_413_splits_the_request(scripted, make_sink):
-    server = scripted([lambda actions: whole(413)(actions) if len(actions) > 2
-                       else items(lambda pos, meta: 201)(actions)])
+    server = scripted(
+        [lambda actions: whole(413)(actions) if len(actions) > 2 else items(lambda pos, meta: 201)(actions)]
+    )
     sink = make_sink([R], hosts=(server.url,), **FAST)
     assert sink.write(batch_of(8)) == []
     assert [len(request) for request in server.requests] == [8, 4, 2, 2, 4, 2, 2]
@@ -443,8 +456,7 @@ def test_write_while_unreachable_raises_sink_unavailable(scripted, make_sink):
     with pytest.raises(SinkUnavailable) as caught:
         sink.write(batch_of(3))
     assert time.monotonic() - started < 3
-    assert f"Elasticsearch at {server.url} did not take a bulk request within 300 ms" in str(
-        caught.value)
+    assert f"Elasticsearch at {server.url} did not take a bulk request within 300 ms" in str(caught.value)
 
 
 def test_a_hung_server_does_not_hold_write_past_the_timeout(scripted, make_sink):

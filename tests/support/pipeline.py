@@ -49,12 +49,18 @@ def create_topic(bootstrap: str, partitions: int, prefix: str = "readings") -> s
     return topic
 
 
-def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes | None, int | None]],
-            partition: int | None = None) -> int:
+def produce(
+    bootstrap: str,
+    topic: str,
+    records: Iterable[tuple[bytes | None, bytes | None, int | None]],
+    partition: int | None = None,
+) -> int:
     """Produce (key, value, timestamp_ms) triples; returns how many were acknowledged."""
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=512 * 1024, acks="all")
-    futures = [producer.send(topic, key=key, value=value, timestamp_ms=ts, partition=partition)
-               for key, value, ts in records]
+    futures = [
+        producer.send(topic, key=key, value=value, timestamp_ms=ts, partition=partition)
+        for key, value, ts in records
+    ]
     producer.flush()
     for future in futures:
         future.get(timeout=60)
@@ -63,8 +69,14 @@ def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, by
 
 
 def reading(n: int, timestamp_ms: int, sensors: int = 500) -> bytes:
-    return orjson.dumps({"reading_id": n, "sensor_id": f"sensor-{n % sensors:04d}",
-                         "celsius": round(15 + (n % 100) / 10, 1), "timestamp": timestamp_ms})
+    return orjson.dumps(
+        {
+            "reading_id": n,
+            "sensor_id": f"sensor-{n % sensors:04d}",
+            "celsius": round(15 + (n % 100) / 10, 1),
+            "timestamp": timestamp_ms,
+        }
+    )
 
 
 def committed_offsets(bootstrap: str, group: str) -> dict[int, int]:
@@ -121,8 +133,15 @@ def es_count(url: str, index: str, settle_s: float = 15.0) -> int:
         client.close()
 
 
-def _write_properties(directory: Path, name: str, topic: str, kafka: str, connector_class: str,
-                      sink_settings: dict[str, object], settings: dict[str, object]) -> Path:
+def _write_properties(
+    directory: Path,
+    name: str,
+    topic: str,
+    kafka: str,
+    connector_class: str,
+    sink_settings: dict[str, object],
+    settings: dict[str, object],
+) -> Path:
     """A connector .properties file; `settings` keys spell dots as `__` (connect__elastic__x)."""
     lines = {
         "name": name,
@@ -141,12 +160,19 @@ def _write_properties(directory: Path, name: str, topic: str, kafka: str, connec
     return path
 
 
-def write_config(directory: Path, name: str, topic: str, kcql: str, elasticsearch: str, kafka: str,
-                 **settings: object) -> Path:
+def write_config(
+    directory: Path, name: str, topic: str, kcql: str, elasticsearch: str, kafka: str, **settings: object
+) -> Path:
     host, port = elasticsearch.removeprefix("http://").split(":")
     return _write_properties(
-        directory, name, topic, kafka, "io.lenses.streamreactor.connect.elastic8.ElasticSinkConnector",
-        {"connect.elastic.hosts": host, "connect.elastic.port": port, "connect.elastic.kcql": kcql}, settings)
+        directory,
+        name,
+        topic,
+        kafka,
+        "io.lenses.streamreactor.connect.elastic8.ElasticSinkConnector",
+        {"connect.elastic.hosts": host, "connect.elastic.port": port, "connect.elastic.kcql": kcql},
+        settings,
+    )
 
 
 @dataclass
@@ -167,9 +193,21 @@ class Conductor:
         env = {**os.environ, "CONDUCTOR_STATE_DIR": str(self.state_dir)}
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "conductor.cli", "start", "--workers", str(self.workers),
-                 "--config", str(self.config)],
-                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+                [
+                    sys.executable,
+                    "-m",
+                    "conductor.cli",
+                    "start",
+                    "--workers",
+                    str(self.workers),
+                    "--config",
+                    str(self.config),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=ROOT,
+            )
         return self
 
     def states(self) -> list[dict]:
@@ -190,8 +228,12 @@ class Conductor:
         return [w["pid"] for w in self.supervisor_state().get("workers", []) if w.get("pid")]
 
     def partitions(self) -> set[int]:
-        return {p["partition"] for state in self.states() if state.get("state") == "running"
-                for p in state.get("partitions", [])}
+        return {
+            p["partition"]
+            for state in self.states()
+            if state.get("state") == "running"
+            for p in state.get("partitions", [])
+        }
 
     def total(self, counter: str) -> int:
         """A counter of the workers' state files (written, skipped, dead_lettered...), summed."""
@@ -210,7 +252,7 @@ class Conductor:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-            raise AssertionError(f"conductor did not exit within {timeout}s; log:\n{self.output()}")
+            raise AssertionError(f"conductor did not exit within {timeout}s; log:\n{self.output()}") from None
 
     def full_log(self) -> str:
         return self.log.read_text(errors="replace")
@@ -225,8 +267,9 @@ def assert_names_reason(text: str, reasons: tuple[str, ...], ignore_case: bool =
         assert found, f"{reason!r} not in {text!r}"
 
 
-def assert_gave_up_after_one_restart(conductor: Conductor, where: str, reasons: tuple[str, ...],
-                                     ignore_case: bool = False) -> None:
+def assert_gave_up_after_one_restart(
+    conductor: Conductor, where: str, reasons: tuple[str, ...], ignore_case: bool = False
+) -> None:
     """A THROW task with conductor.restart.max=1: started, restarted once after a backoff, then
     given up; supervisor and worker state say so and name the failed record and why."""
     supervisor = conductor.supervisor_state()
@@ -247,10 +290,28 @@ def assert_gave_up_after_one_restart(conductor: Conductor, where: str, reasons: 
     assert "not restarting it" in log
 
 
-def write_cassandra_config(directory: Path, name: str, topic: str, kcql: str, cassandra: tuple, kafka: str,
-                           keyspace: str, **settings: object) -> Path:
+def write_cassandra_config(
+    directory: Path,
+    name: str,
+    topic: str,
+    kcql: str,
+    cassandra: tuple,
+    kafka: str,
+    keyspace: str,
+    **settings: object,
+) -> Path:
     hosts, port = cassandra
     return _write_properties(
-        directory, name, topic, kafka, "io.lenses.streamreactor.connect.cassandra.sink.CassandraSinkConnector",
-        {"connect.cassandra.contact.points": ",".join(hosts), "connect.cassandra.port": port,
-         "connect.cassandra.key.space": keyspace, "connect.cassandra.kcql": kcql}, settings)
+        directory,
+        name,
+        topic,
+        kafka,
+        "io.lenses.streamreactor.connect.cassandra.sink.CassandraSinkConnector",
+        {
+            "connect.cassandra.contact.points": ",".join(hosts),
+            "connect.cassandra.port": port,
+            "connect.cassandra.key.space": keyspace,
+            "connect.cassandra.kcql": kcql,
+        },
+        settings,
+    )

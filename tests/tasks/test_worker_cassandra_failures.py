@@ -10,14 +10,22 @@ has reading_id p * 1000 + o, so a row of the table tells which record wrote it.
 
 from __future__ import annotations
 
-from datetime import timezone
+from datetime import UTC
 
 import orjson
 import pytest
 from cassandra.cluster import Cluster
-
 from support.pipeline import (
-    assert_gave_up_after_one_restart, assert_names_reason, committed_offsets, create_topic, end_offsets, produce, read_partition, reading, unique, wait_for,
+    assert_gave_up_after_one_restart,
+    assert_names_reason,
+    committed_offsets,
+    create_topic,
+    end_offsets,
+    produce,
+    read_partition,
+    reading,
+    unique,
+    wait_for,
     write_cassandra_config,
 )
 
@@ -29,7 +37,9 @@ PER_PARTITION = 700
 BAD_PARTITION = 1
 BAD_OFFSET = 350
 ENDS = {p: PER_PARTITION for p in range(PARTITIONS)}
-GOOD = [(p, o) for p in range(PARTITIONS) for o in range(PER_PARTITION) if (p, o) != (BAD_PARTITION, BAD_OFFSET)]
+GOOD = [
+    (p, o) for p in range(PARTITIONS) for o in range(PER_PARTITION) if (p, o) != (BAD_PARTITION, BAD_OFFSET)
+]
 BAD_WHERE = f"{BAD_PARTITION}@{BAD_OFFSET}"  # after "<topic>-"
 BAD_KEY = b"bad-record-key"
 KCQL = "INSERT INTO readings SELECT sensor_id, reading_id, celsius, timestamp AS ts FROM {topic}"
@@ -38,25 +48,34 @@ KCQL = "INSERT INTO readings SELECT sensor_id, reading_id, celsius, timestamp AS
 # text in a double column, text in a bigint clustering-key column, no partition-key field.
 # The reasons are what sinks/cassandra.py bind_insert() puts in the Failure.
 BAD_RECORDS: dict[str, tuple[bytes, tuple[str, ...]]] = {
-    "wrong_type": (orjson.dumps({"reading_id": 999_999, "sensor_id": "sensor-bad", "celsius": "hot",
-                                 "timestamp": TS}),
-                   ("column celsius (double)", "cannot convert 'hot'")),
-    "wrong_type_key": (orjson.dumps({"reading_id": "ten", "sensor_id": "sensor-bad", "celsius": 16.0,
-                                     "timestamp": TS}),
-                       ("column reading_id (bigint)", "cannot convert 'ten'")),
-    "missing_pk": (orjson.dumps({"reading_id": 999_999, "celsius": 16.0, "timestamp": TS}),
-                   ("missing primary key column sensor_id", "(table {table})")),
+    "wrong_type": (
+        orjson.dumps({"reading_id": 999_999, "sensor_id": "sensor-bad", "celsius": "hot", "timestamp": TS}),
+        ("column celsius (double)", "cannot convert 'hot'"),
+    ),
+    "wrong_type_key": (
+        orjson.dumps({"reading_id": "ten", "sensor_id": "sensor-bad", "celsius": 16.0, "timestamp": TS}),
+        ("column reading_id (bigint)", "cannot convert 'ten'"),
+    ),
+    "missing_pk": (
+        orjson.dumps({"reading_id": 999_999, "celsius": 16.0, "timestamp": TS}),
+        ("missing primary key column sensor_id", "(table {table})"),
+    ),
 }
 
 CONTEXT_HEADERS = (
-    "__connect.errors.topic", "__connect.errors.partition", "__connect.errors.offset",
-    "__connect.errors.connector.name", "__connect.errors.stage",
-    "__connect.errors.exception.class.name", "__connect.errors.exception.message",
+    "__connect.errors.topic",
+    "__connect.errors.partition",
+    "__connect.errors.offset",
+    "__connect.errors.connector.name",
+    "__connect.errors.stage",
+    "__connect.errors.exception.class.name",
+    "__connect.errors.exception.message",
     "__connect.errors.exception.stacktrace",
 )
 
 
 # -- helpers ------------------------------------------------------------------------------------
+
 
 def number(partition: int, offset: int) -> int:
     return partition * 1000 + offset
@@ -91,9 +110,18 @@ def rows(cassandra, keyspace: str) -> set[tuple[str, int, float, int]]:
     cluster = Cluster(list(hosts), port=port)
     try:
         session = cluster.connect()
-        result = session.execute(f"SELECT sensor_id, reading_id, celsius, ts FROM {keyspace}.readings", timeout=60)
-        return {(row.sensor_id, row.reading_id, row.celsius,
-                 int(row.ts.replace(tzinfo=timezone.utc).timestamp() * 1000)) for row in result}
+        result = session.execute(
+            f"SELECT sensor_id, reading_id, celsius, ts FROM {keyspace}.readings", timeout=60
+        )
+        return {
+            (
+                row.sensor_id,
+                row.reading_id,
+                row.celsius,
+                int(row.ts.replace(tzinfo=UTC).timestamp() * 1000),
+            )
+            for row in result
+        }
     finally:
         cluster.shutdown()
 
@@ -105,10 +133,16 @@ def keyspace(cassandra):
     cluster = Cluster(list(hosts), port=port)
     try:
         session = cluster.connect()
-        session.execute(f"CREATE KEYSPACE {name} WITH replication = "
-                        "{'class': 'SimpleStrategy', 'replication_factor': 1}", timeout=60)
-        session.execute(f"CREATE TABLE {name}.readings (sensor_id text, reading_id bigint, celsius double, "
-                        "ts timestamp, PRIMARY KEY ((sensor_id), reading_id))", timeout=60)
+        session.execute(
+            f"CREATE KEYSPACE {name} WITH replication = "
+            "{'class': 'SimpleStrategy', 'replication_factor': 1}",
+            timeout=60,
+        )
+        session.execute(
+            f"CREATE TABLE {name}.readings (sensor_id text, reading_id bigint, celsius double, "
+            "ts timestamp, PRIMARY KEY ((sensor_id), reading_id))",
+            timeout=60,
+        )
     finally:
         cluster.shutdown()
     yield name
@@ -127,22 +161,39 @@ def source(kafka: str, prefix: str, kind: str, bad_value: bytes) -> str:
 
 # -- NOOP -------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", sorted(BAD_RECORDS))
-def test_noop_skips_the_bad_record_and_writes_every_other_row(kind, kafka, cassandra, conductors, tmp_path,
-                                                              keyspace) -> None:
+def test_noop_skips_the_bad_record_and_writes_every_other_row(
+    kind, kafka, cassandra, conductors, tmp_path, keyspace
+) -> None:
     bad_value = BAD_RECORDS[kind][0]
     reasons = reasons_for(kind, keyspace)
     topic = source(kafka, "cass-noop", kind, bad_value)
     name = unique(f"cass-noop-{kind.replace('_', '-')}")
-    config = write_cassandra_config(tmp_path, name, topic, KCQL.format(topic=topic), cassandra, kafka, keyspace,
-                                    connect__cassandra__error__policy="NOOP")
+    config = write_cassandra_config(
+        tmp_path,
+        name,
+        topic,
+        KCQL.format(topic=topic),
+        cassandra,
+        kafka,
+        keyspace,
+        connect__cassandra__error__policy="NOOP",
+    )
     conductor = conductors(config, workers=1)
 
-    wait_for(lambda: committed_offsets(kafka, f"connect-{name}") == ENDS, 60,
-             f"offsets {ENDS} committed (the bad record skipped, not blocking)")
+    wait_for(
+        lambda: committed_offsets(kafka, f"connect-{name}") == ENDS,
+        60,
+        f"offsets {ENDS} committed (the bad record skipped, not blocking)",
+    )
     assert rows(cassandra, keyspace) == {row_of(p, o) for p, o in GOOD}, "exactly the good rows"
     wait_for(lambda: conductor.total("skipped") == 1, 30, "the worker's state to count 1 skipped record")
-    wait_for(lambda: conductor.total("written") == len(GOOD), 30, f"the worker's state to count {len(GOOD)} written")
+    wait_for(
+        lambda: conductor.total("written") == len(GOOD),
+        30,
+        f"the worker's state to count {len(GOOD)} written",
+    )
     assert conductor.total("dead_lettered") == 0
     assert conductor.process.poll() is None, f"NOOP must keep the task running; log:\n{conductor.output()}"
     (worker,) = conductor.states()
@@ -150,7 +201,9 @@ def test_noop_skips_the_bad_record_and_writes_every_other_row(kind, kafka, cassa
     assert f"{topic}-{BAD_WHERE}" in (worker.get("last_error") or ""), worker
     assert_names_reason(worker["last_error"], reasons)
     log = conductor.full_log()
-    assert f"NOOP policy skips 1 record(s) failed: {topic}-{BAD_WHERE}: " in log, "the skipped record is logged"
+    assert f"NOOP policy skips 1 record(s) failed: {topic}-{BAD_WHERE}: " in log, (
+        "the skipped record is logged"
+    )
     assert_names_reason(log, reasons)
 
     assert conductor.stop() == 0
@@ -159,24 +212,37 @@ def test_noop_skips_the_bad_record_and_writes_every_other_row(kind, kafka, cassa
 
 # -- the dead-letter topic --------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", sorted(BAD_RECORDS))
-def test_dead_letter_topic_takes_the_bad_record_with_context_headers(kind, kafka, cassandra, conductors, tmp_path,
-                                                                     keyspace) -> None:
+def test_dead_letter_topic_takes_the_bad_record_with_context_headers(
+    kind, kafka, cassandra, conductors, tmp_path, keyspace
+) -> None:
     bad_value = BAD_RECORDS[kind][0]
     reasons = reasons_for(kind, keyspace)
     topic = source(kafka, "cass-dlq-src", kind, bad_value)
     dlq = create_topic(kafka, partitions=1, prefix=f"cass-dlq-{kind.replace('_', '-')}")
     name = unique(f"cass-dlq-{kind.replace('_', '-')}")
     # THROW, as in the Elasticsearch test: the dead-letter topic takes the place of give_up.
-    config = write_cassandra_config(tmp_path, name, topic, KCQL.format(topic=topic), cassandra, kafka, keyspace,
-                                    connect__cassandra__error__policy="THROW",
-                                    errors__tolerance="all",
-                                    errors__deadletterqueue__topic__name=dlq,
-                                    errors__deadletterqueue__context__headers__enable="true")
+    config = write_cassandra_config(
+        tmp_path,
+        name,
+        topic,
+        KCQL.format(topic=topic),
+        cassandra,
+        kafka,
+        keyspace,
+        connect__cassandra__error__policy="THROW",
+        errors__tolerance="all",
+        errors__deadletterqueue__topic__name=dlq,
+        errors__deadletterqueue__context__headers__enable="true",
+    )
     conductor = conductors(config, workers=1)
 
-    wait_for(lambda: committed_offsets(kafka, f"connect-{name}") == ENDS, 60,
-             f"offsets {ENDS} committed (the bad record dead-lettered)")
+    wait_for(
+        lambda: committed_offsets(kafka, f"connect-{name}") == ENDS,
+        60,
+        f"offsets {ENDS} committed (the bad record dead-lettered)",
+    )
     assert rows(cassandra, keyspace) == {row_of(p, o) for p, o in GOOD}, "exactly the good rows"
     # The commit comes after the dead-letter write was acknowledged: the DLQ is complete now.
     assert end_offsets(kafka, dlq) == {0: 1}, "exactly the one bad record is dead-lettered"
@@ -197,7 +263,9 @@ def test_dead_letter_topic_takes_the_bad_record_with_context_headers(kind, kafka
 
     wait_for(lambda: conductor.total("dead_lettered") == 1, 30, "the worker's state to count 1 dead-lettered")
     assert conductor.total("skipped") == 0
-    assert conductor.process.poll() is None, f"a dead-lettered record must not stop the task; log:\n{conductor.output()}"
+    assert conductor.process.poll() is None, (
+        f"a dead-lettered record must not stop the task; log:\n{conductor.output()}"
+    )
     assert all(state.get("state") == "running" for state in conductor.states()), conductor.states()
     assert conductor.stop() == 0
     assert committed_offsets(kafka, f"connect-{name}") == ENDS
@@ -205,23 +273,36 @@ def test_dead_letter_topic_takes_the_bad_record_with_context_headers(kind, kafka
 
 # -- THROW ------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", sorted(BAD_RECORDS))
 def test_throw_fails_the_task_commits_nothing_past_the_bad_record_and_gives_up_after_restart_max(
-        kind, kafka, cassandra, conductors, tmp_path, keyspace) -> None:
+    kind, kafka, cassandra, conductors, tmp_path, keyspace
+) -> None:
     bad_value = BAD_RECORDS[kind][0]
     reasons = reasons_for(kind, keyspace)
     topic = source(kafka, "cass-throw", kind, bad_value)
     name = unique(f"cass-throw-{kind.replace('_', '-')}")
-    config = write_cassandra_config(tmp_path, name, topic, KCQL.format(topic=topic), cassandra, kafka, keyspace,
-                                    connect__cassandra__error__policy="THROW",
-                                    conductor__restart__max=1)
+    config = write_cassandra_config(
+        tmp_path,
+        name,
+        topic,
+        KCQL.format(topic=topic),
+        cassandra,
+        kafka,
+        keyspace,
+        connect__cassandra__error__policy="THROW",
+        conductor__restart__max=1,
+    )
     conductor = conductors(config, workers=1)
 
     code = conductor.wait(90)
-    assert code == 1, f"every slot failed after restart.max: the supervisor exits 1; log:\n{conductor.output()}"
+    assert code == 1, (
+        f"every slot failed after restart.max: the supervisor exits 1; log:\n{conductor.output()}"
+    )
     committed = committed_offsets(kafka, f"connect-{name}")
-    assert committed.get(BAD_PARTITION) == BAD_OFFSET, \
+    assert committed.get(BAD_PARTITION) == BAD_OFFSET, (
         f"exactly the records before the bad one are committed in its partition: {committed}"
+    )
     assert all(0 <= committed.get(p, 0) <= PER_PARTITION for p in range(PARTITIONS)), committed
 
     # Started once, restarted once after a backoff, then given up; the reason is in the log.
