@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test up down status venv
+.PHONY: demo test lint up down status venv
 
 # Servers up, sample readings into Kafka, `conductor start --workers 3`: documents in Elasticsearch, rows in Cassandra.
 demo: venv
@@ -12,6 +12,11 @@ demo: venv
 # The whole test suite against the real servers (started once for the session if not up).
 test: venv
 	$(BIN)/python -m pytest
+
+# ruff: one formatter and linter (configured in pyproject.toml); CI runs it first.
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 up:
 	compose/local up

@@ -1,8 +1,8 @@
 """Readiness probes that speak each server's own protocol, with the standard library only.
 
 A port that accepts connections is not a server that answers: Kafka must return cluster
-metadata with a broker in it, Elasticsearch a cluster health of yellow or green, Cassandra
-the result of a CQL query. Each probe returns a short description on success and raises
+metadata with a broker in it and a coordinator for a consumer group, Elasticsearch a cluster
+health of yellow or green, Cassandra the result of a CQL query. Each probe returns a short description on success and raises
 ProbeFailed otherwise.
 """
 
@@ -54,18 +54,25 @@ class _Reader:
         return value
 
 
-def kafka_metadata(host: str, port: int, timeout: float = 5.0) -> str:
-    """Send a Metadata v4 request (still served by Kafka 4.x) and require one live broker."""
-    body = struct.pack(">i", -1) + b"\x00"  # all topics, no auto-creation
-    request = struct.pack(">hhi", 3, 4, 1) + _string("conductor-probe") + body
+def _kafka_exchange(host: str, port: int, api_key: int, version: int, body: bytes, timeout: float) -> _Reader:
+    """One request with header v1 (api key, version, correlation id, client id); the answer
+    after its correlation id."""
+    request = struct.pack(">hhi", api_key, version, 1) + _string("conductor-probe") + body
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
             sock.sendall(struct.pack(">i", len(request)) + request)
             size = struct.unpack(">i", _recv_exact(sock, 4))[0]
             reader = _Reader(_recv_exact(sock, size))
     except OSError as exc:
-        raise ProbeFailed(f"no Kafka metadata from {host}:{port}: {exc}") from exc
+        raise ProbeFailed(f"no answer from Kafka at {host}:{port}: {exc}") from exc
     reader.take(">i")  # correlation id
+    return reader
+
+
+def kafka_metadata(host: str, port: int, timeout: float = 5.0) -> str:
+    """Send a Metadata v4 request (still served by Kafka 4.x) and require one live broker."""
+    body = struct.pack(">i", -1) + b"\x00"  # all topics, no auto-creation
+    reader = _kafka_exchange(host, port, 3, 4, body, timeout)
     reader.take(">i")  # throttle time
     brokers = reader.take(">i")
     if brokers < 1:
@@ -74,6 +81,32 @@ def kafka_metadata(host: str, port: int, timeout: float = 5.0) -> str:
     broker_host = reader.string()
     broker_port = reader.take(">i")
     return f"broker at {broker_host}:{broker_port}"
+
+
+def kafka_group_coordinator(host: str, port: int, timeout: float = 5.0) -> str:
+    """Send FindCoordinator v2 for a group and require a coordinator.
+
+    A broker that has just started answers COORDINATOR_NOT_AVAILABLE until it has created and
+    loaded __consumer_offsets (this request is what makes it create the topic): until then no
+    consumer group can join or commit, and admin calls about groups fail.
+    """
+    body = _string("conductor-probe") + b"\x00"  # key, key type 0 = group
+    reader = _kafka_exchange(host, port, 10, 2, body, timeout)
+    reader.take(">i")  # throttle time
+    error = reader.take(">h")
+    message = reader.string()
+    if error:
+        raise ProbeFailed(
+            f"Kafka at {host}:{port} cannot coordinate a consumer group yet (error {error}: {message})"
+        )
+    reader.take(">i")  # node id
+    return f"group coordinator at {reader.string()}:{reader.take('>i')}"
+
+
+def kafka_ready(host: str, port: int, timeout: float = 5.0) -> str:
+    """A live broker that can also coordinate consumer groups: what conductor needs first."""
+    broker = kafka_metadata(host, port, timeout)
+    return f"{broker}, {kafka_group_coordinator(host, port, timeout)}"
 
 
 def elasticsearch_health(url: str, timeout: float = 5.0) -> str:

@@ -141,7 +141,7 @@ def _kafka_command(server: Server, paths: Paths, java: str) -> list[str]:
 
 
 def _kafka_probe(server: Server) -> str:
-    return probes.kafka_metadata("127.0.0.1", server.port)
+    return probes.kafka_ready("127.0.0.1", server.port)
 
 
 # -- Elasticsearch -------------------------------------------------------------------------

@@ -178,16 +178,13 @@ def start(config_path: str, bootstrap_servers: str | None, workers: int | None) 
 def produce_readings(bootstrap_servers: str, topic: str, partitions: int, count: int, sensors: int) -> None:
     """Produce sample temperature readings (JSON, keyed by sensor id) to a topic."""
     from kafka import KafkaProducer
-    from kafka.admin import KafkaAdminClient, NewTopic
-    from kafka.errors import TopicAlreadyExistsError
 
+    from conductor.admin import admin_client, ensure_topic
     from conductor.readings import readings
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = admin_client({"bootstrap_servers": bootstrap_servers})
     try:
-        admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
-    except TopicAlreadyExistsError:
-        pass
+        ensure_topic(admin, topic, partitions, replication_factor=1)
     finally:
         admin.close()
     started = time.monotonic()

@@ -42,6 +42,15 @@ class SinkUnavailable(ConductorError):
         super().__init__(reason)
 
 
+class KafkaUnavailable(ConductorError):
+    """Kafka kept answering "not yet" (no coordinator, no leader, not connected) for too long."""
+
+    def __init__(self, what: str, cause: BaseException, waited_s: float) -> None:
+        self.what = what
+        self.cause = cause
+        super().__init__(f"Kafka did not answer for {waited_s:.0f}s: {what}: {type(cause).__name__}: {cause}")
+
+
 class TaskFailed(ConductorError):
     """The task stops: THROW, or RETRY ran out. Carries the error kept for status."""
 

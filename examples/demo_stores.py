@@ -41,9 +41,9 @@ def cassandra():
 
 
 def kafka_admin():
-    from kafka.admin import KafkaAdminClient
+    from conductor.admin import admin_client
 
-    return KafkaAdminClient(bootstrap_servers=os.environ.get("CONDUCTOR_KAFKA_BOOTSTRAP", "127.0.0.1:19092"))
+    return admin_client({"bootstrap_servers": os.environ.get("CONDUCTOR_KAFKA_BOOTSTRAP", "127.0.0.1:19092")})
 
 
 def schema(path: Path) -> int:
@@ -62,14 +62,15 @@ def reset() -> int:
     from kafka.admin import OffsetSpec
     from kafka.structs import TopicPartition
 
+    from conductor.admin import retrying
+
     admin = kafka_admin()
     try:
         # A member that a stopped conductor left behind expires after session.timeout.ms (45 s by
         # default): wait for it. One that stays belongs to a running conductor: stop, don't race it.
         def members() -> dict[str, int]:
-            return {
-                g: len(d["members"]) for g, d in admin.describe_groups(list(GROUPS)).items() if d["members"]
-            }
+            groups = retrying(lambda: admin.describe_groups(list(GROUPS)), f"describe groups {GROUPS}")
+            return {g: len(d["members"]) for g, d in groups.items() if d["members"]}
 
         busy, deadline = members(), time.monotonic() + MEMBERS_WAIT_S
         if busy:
@@ -88,13 +89,17 @@ def reset() -> int:
             return 1
         partitions = [
             tp
-            for t in admin.describe_topics([TOPIC])
+            for t in retrying(lambda: admin.describe_topics([TOPIC]), f"describe topic {TOPIC}")
             if not t["error_code"]
             for tp in (TopicPartition(TOPIC, p["partition_index"]) for p in t["partitions"])
         ]
         for group in GROUPS:
             if partitions:
-                results = admin.reset_group_offsets(group, {tp: OffsetSpec.LATEST for tp in partitions})
+                latest = {tp: OffsetSpec.LATEST for tp in partitions}
+                results = retrying(
+                    lambda group=group: admin.reset_group_offsets(group, latest),
+                    f"reset the offsets of {group}",
+                )
                 failed = {tp.partition: r["error"].__name__ for tp, r in results.items() if r["error"].errno}
                 if failed:
                     print(f"reset: moving {group} to the end of {TOPIC} failed: {failed}", file=sys.stderr)

@@ -60,7 +60,7 @@ def _settings() -> Servers:
 def _not_answering(servers: Servers) -> list[str]:
     host, port = servers.kafka_bootstrap.rsplit(":", 1)
     checks = {
-        "kafka": lambda: probes.kafka_metadata(host, int(port)),
+        "kafka": lambda: probes.kafka_ready(host, int(port)),
         "elasticsearch": lambda: probes.elasticsearch_health(servers.elasticsearch_url),
         "cassandra": lambda: probes.cassandra_query(servers.cassandra_hosts[0], servers.cassandra_port),
     }

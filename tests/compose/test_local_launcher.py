@@ -56,3 +56,30 @@ def test_an_unknown_server_lists_the_known_ones(tmp_path: Path) -> None:
     result = run_launcher(tmp_path, "up", "zookeeper")
     assert result.returncode == 1
     assert "unknown server zookeeper; known: kafka, elasticsearch, cassandra" in result.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_fresh_kafka_is_ready_only_once_it_can_coordinate_a_consumer_group(tmp_path: Path, servers) -> None:
+    """On a fresh machine the first `make demo` failed: `up` said Kafka was ready, but the broker
+    had no __consumer_offsets yet and describe_groups raised CoordinatorNotAvailableError. A
+    broker of its own (fresh run folder, other ports) must answer group calls at the first try."""
+    from kafka.admin import KafkaAdminClient
+
+    ports = {"CONDUCTOR_KAFKA_PORT": str(_free_port()), "CONDUCTOR_KAFKA_CONTROLLER_PORT": str(_free_port())}
+    try:
+        result = run_launcher(tmp_path, "up", "kafka", **ports)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "group coordinator at 127.0.0.1" in result.stdout
+        admin = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{ports['CONDUCTOR_KAFKA_PORT']}")
+        try:
+            groups = admin.describe_groups(["connect-fresh-machine"])  # no retry: it must answer now
+        finally:
+            admin.close()
+        assert groups["connect-fresh-machine"]["members"] == []
+    finally:
+        run_launcher(tmp_path, "down", "kafka", **ports)
