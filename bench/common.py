@@ -569,28 +569,17 @@ def write_properties(directory: Path, name: str, lines: Sequence[str]) -> Path:
 # -- one worker under cProfile, in this process ---------------------------------------------------------
 
 
-class _Control:
-    """What _WorkerRun needs from its supervisor: stop once `done()` says so."""
+def stop_after(done: Callable[[], bool], state_dir: Path) -> Any:
+    """A real WorkerControl, but the stop comes once `done()` says so (checked every loop)."""
+    from conductor.workercontrol import HeartbeatFile, WorkerControl
 
-    def __init__(self, done: Callable[[], bool]) -> None:
-        self.done = done
+    class StopAfter(WorkerControl):
+        @property
+        def stop_requested(self) -> bool:
+            return done()
 
-    @property
-    def stop_requested(self) -> bool:
-        return self.done()
-
-    @property
-    def leaving(self) -> bool:  # stopped for good: leave the group (not replaced in the slot)
-        return True
-
-    def heartbeat(self) -> None:
-        pass
-
-    def notify_booted(self) -> None:
-        pass
-
-    def record_state(self, **fields: Any) -> None:
-        pass
+    _, boot = os.pipe()
+    return StopAfter(0, HeartbeatFile(), boot, state_dir)
 
 
 @dataclass
@@ -606,17 +595,17 @@ class Profiled:
 def profile_in_process(
     config_path: Path, count: int, top: int, out: str | None, server: ServerCpu
 ) -> Profiled:
-    """One worker (tasks.worker._WorkerRun, driven directly) under cProfile until it wrote
-    `count` records; `server` measures the same span."""
+    """One worker (the one `conductor start` forks, run in this process) under cProfile until
+    it wrote `count` records; `server` measures the same span."""
     from conductor.config import load_config
     from conductor.connector import build_connector
-    from tasks.worker import SinkWorker, _WorkerRun
 
     connector = build_connector(load_config(config_path))
-    worker = SinkWorker(connector.config, connector.routes, connector.sink, supervisor_pid=os.getpid())
     run: Any = None
-    control = _Control(lambda: run is not None and run.counts["written"] >= count)
-    run = _WorkerRun(worker, 0, control)
+    control = stop_after(
+        lambda: run is not None and run.task.counts["written"] >= count, config_path.parent / "state"
+    )
+    run = connector.worker().build(0, control)
     profiler = cProfile.Profile()
     server.begin()
     cpu0 = self_cpu()
@@ -633,7 +622,7 @@ def profile_in_process(
     stats.sort_stats("cumulative").print_stats(top)
     if out:
         stats.dump_stats(out)
-    return Profiled(seconds, cpu, code, dict(run.counts), text.getvalue(), stats)
+    return Profiled(seconds, cpu, code, dict(run.task.counts), text.getvalue(), stats)
 
 
 def profile_table(stats: pstats.Stats, seconds: float, top: int) -> str:

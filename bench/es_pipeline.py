@@ -20,7 +20,7 @@ One run:
      rest of that file is kept); topic, indexes and consumer groups are deleted at the end.
 
 `--profile` adds one in-process worker run under cProfile (fresh group, fresh indexes) and
-prints its hot spots. Only for benchmarks: it drives tasks.worker._WorkerRun directly.
+prints its hot spots: the worker `conductor start` forks, run in this process.
 """
 
 from __future__ import annotations

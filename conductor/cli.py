@@ -9,9 +9,10 @@ import time
 
 import click
 
+from conductor import exitcodes
 from conductor.errors import ConfigError
 
-LOG_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
+log = logging.getLogger("conductor.config")
 
 
 @click.group()
@@ -24,9 +25,9 @@ LOG_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
 )
 def main(log_level: str) -> None:
     """Kafka to Elasticsearch and Cassandra, routed by KCQL."""
-    logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
-    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().level))
-    logging.getLogger("elastic_transport").setLevel(logging.WARNING)
+    from conductor.logs import configure
+
+    configure(log_level)
 
 
 def _load(config_path: str, bootstrap_servers: str | None):
@@ -57,14 +58,14 @@ def validate(config_path: str, bootstrap_servers: str | None) -> None:
     """Print the routes a config describes, or every problem in it (exit 1)."""
     try:
         connector = _load(config_path, bootstrap_servers)
-        schema_problems = connector.sink.check_schema() if hasattr(connector.sink, "check_schema") else []
+        schema_problems = connector.sink.check_schema()
         if schema_problems:
             raise ConfigError(schema_problems, source=connector.config.source)
     except ConfigError as error:
         click.echo(f"{error.source}: {len(error.problems)} problem(s)", err=True)
         for problem in error.problems:
             click.echo("  - " + problem.replace("\n", "\n    "), err=True)
-        sys.exit(1)
+        sys.exit(exitcodes.INVALID)
     config = connector.config
     click.echo(
         f"connector {config.name}: {config.sink} sink, consumer group {config.group_id}, "
@@ -72,30 +73,16 @@ def validate(config_path: str, bootstrap_servers: str | None) -> None:
     )
     click.echo(f"  topics: {config.topics_regex or ', '.join(config.topics)}")
     for number, statement in enumerate(connector.statements, start=1):
-        fields = ", ".join(
-            f.dotted
-            + (".*" if f.wildcard and f.path else "*" if f.wildcard else "")
-            + (f" AS {f.alias}" if f.alias else "")
-            for f in statement.fields
-        )
+        route = next(r for r in connector.routes[statement.topic] if r.statement is statement)
         click.echo(
             f"  route {number}: {statement.topic} -> {statement.target.name}"
             f"{statement.index_suffix or ''} ({statement.write_mode})"
         )
-        click.echo(f"    fields: {fields}")
+        click.echo(f"    fields: {', '.join(_field(f) for f in statement.fields)}")
         if statement.ignored:
             click.echo(f"    ignore: {', '.join(i.dotted for i in statement.ignored)}")
-        pk = ", ".join(k.dotted for k in statement.primary_keys)
-        if config.elastic is not None:
-            document_id = (
-                f"{pk} joined by {config.elastic.pk_separator!r}" if pk else "topic-partition-offset"
-            )
-            click.echo(f"    document id: {document_id}")
-        else:
-            click.echo(
-                f"    table: {statement.target.name} in keyspace {config.cassandra.keyspace} "
-                "(primary key from the table's schema)"
-            )
+        for line in connector.sink.describe_route(route):
+            click.echo(f"    {line}")
         for clause, value in (
             ("autocreate", statement.autocreate),
             ("pipeline", statement.pipeline),
@@ -105,23 +92,25 @@ def validate(config_path: str, bootstrap_servers: str | None) -> None:
         ):
             if value:
                 click.echo(f"    {clause}: {value}")
+    errors = config.errors
     retry = (
-        f" (max.retries={config.max_retries}, retry.interval={config.retry_interval_ms} ms)"
-        if config.error_policy == "RETRY"
+        f" (max.retries={errors.max_retries}, retry.interval={errors.retry_interval_ms} ms)"
+        if errors.policy == "RETRY"
         else ""
     )
+    dead_letter = errors.dead_letter.topic if errors.dead_letter else "none"
     click.echo(
-        f"  error policy: {config.error_policy}{retry}; dead-letter topic: {config.dlq_topic or 'none'}"
-        f"; errors.tolerance={config.errors_tolerance}"
+        f"  error policy: {errors.policy}{retry}; errors.tolerance={errors.tolerance}; dead-letter topic: {dead_letter}"
     )
+    for notice in config.notices:
+        click.echo(f"  note: {notice}")
     for warning in config.warnings:
         click.echo(f"  warning: {warning}")
 
 
-def _write_timeout_s(config) -> float:
-    if config.elastic is not None:
-        return config.elastic.write_timeout_ms / 1000
-    return 60.0  # the Cassandra sink's retry deadline within one write
+def _field(field) -> str:
+    wildcard = (".*" if field.path else "*") if field.wildcard else ""
+    return field.dotted + wildcard + (f" AS {field.alias}" if field.alias else "")
 
 
 @main.command()
@@ -135,32 +124,20 @@ def _write_timeout_s(config) -> float:
 )
 def start(config_path: str, bootstrap_servers: str | None, workers: int | None) -> None:
     """Run the connector: a supervisor and N workers in the connector's consumer group."""
-    from conductor.status import state_dir_for
-    from conductor.supervisor import Supervisor, SupervisorSettings
-    from tasks.worker import SinkWorker
+    from conductor.supervisor import Supervisor
 
     try:
         connector = _load(config_path, bootstrap_servers)
     except ConfigError as error:
         click.echo(str(error), err=True)
-        sys.exit(2)
+        sys.exit(exitcodes.CONFIG_ERROR)
     config = connector.config
+    for notice in config.notices:
+        log.info("%s: %s", config.source, notice)
     for warning in config.warnings:
-        logging.getLogger("conductor.config").warning("%s", warning)
-    settings = SupervisorSettings(
-        workers=workers or config.tasks_max,
-        # A write may legitimately take up to the sink's write timeout without a heartbeat.
-        heartbeat_timeout_s=max(config.worker.heartbeat_timeout_s, _write_timeout_s(config) + 30),
-        drain_timeout_s=config.worker.drain_timeout_s,
-        rss_limit_mb=config.worker.rss_limit_mb,
-        restart_backoff_initial_s=config.worker.restart_backoff_initial_s,
-        restart_backoff_max_s=config.worker.restart_backoff_max_s,
-        restart_max=config.worker.restart_max,
-        name=config.name,
-        state_dir=state_dir_for(config.name),
-    )
-    worker = SinkWorker(config, connector.routes, connector.sink, supervisor_pid=os.getpid())
-    sys.exit(Supervisor(settings, worker).run())
+        log.warning("%s: %s", config.source, warning)
+    supervisor = Supervisor(connector.supervisor_settings(workers), connector.worker())
+    sys.exit(supervisor.run())
 
 
 @main.command("produce-readings")

@@ -1,32 +1,55 @@
 """A connector config turned into what the workers run: routes and a sink, or every problem.
 
 Shared by `conductor validate` and `conductor start`, so both see exactly the same problems.
-Sinks are named in a registry (name -> "module:builder") and imported only when chosen.
+This is wiring: it picks the sink from the registry (sinks/__init__.py), and builds the worker
+and the supervisor's settings for `conductor start`.
 """
 
 from __future__ import annotations
 
-import importlib
+import os
 from dataclasses import dataclass
 
+import sinks
 from conductor.config import ConnectorConfig
 from conductor.errors import ConfigError
 from conductor.kcql import Statement, parse_kcql_many
-from conductor.routes import Route, compile_route
+from conductor.routes import Route, by_topic, compile_route
+from conductor.status import state_dir_for
+from conductor.supervisor import SupervisorSettings
 from sinks.base import Sink
+from tasks.worker import SinkWorker
 
-SINK_BUILDERS = {
-    "elasticsearch": "conductor.connector:build_elasticsearch_sink",
-    "cassandra": "sinks.cassandra:build_cassandra_sink",
-}
+# A worker sends no heartbeat while one write runs; it may take the sink's write timeout.
+WRITE_HEARTBEAT_MARGIN_S = 30.0
 
 
 @dataclass(frozen=True)
 class Connector:
     config: ConnectorConfig
     statements: tuple[Statement, ...]
-    routes: dict[str, tuple[Route, ...]]
+    routes: dict[str, tuple[Route, ...]]  # by topic
     sink: Sink
+
+    def worker(self) -> SinkWorker:
+        """What the supervisor forks; built in the supervisor's process."""
+        return SinkWorker(self.config, self.routes, self.sink, supervisor_pid=os.getpid())
+
+    def supervisor_settings(self, workers: int | None = None) -> SupervisorSettings:
+        config, worker = self.config, self.config.worker
+        return SupervisorSettings(
+            workers=workers or config.tasks_max,
+            heartbeat_timeout_s=max(
+                worker.heartbeat_timeout_s, self.sink.write_timeout_s + WRITE_HEARTBEAT_MARGIN_S
+            ),
+            drain_timeout_s=worker.drain_timeout_s,
+            rss_limit_mb=worker.rss_limit_mb,
+            restart_backoff_initial_s=worker.restart_backoff_initial_s,
+            restart_backoff_max_s=worker.restart_backoff_max_s,
+            restart_max=worker.restart_max,
+            name=config.name,
+            state_dir=state_dir_for(config.name),
+        )
 
 
 def build_connector(config: ConnectorConfig) -> Connector:
@@ -49,44 +72,13 @@ def build_connector(config: ConnectorConfig) -> Connector:
             for s in statements
             if s.topic not in config.topics
         ]
+    sink = None
     try:
-        sink = _builder(config.sink)(config, routes)
+        sink = sinks.load(config.sink)(config, routes)
     except ConfigError as error:
         problems += error.problems
-        sink = None
     if sink is not None:
         problems += sink.check_routes(routes)
     if problems:
         raise ConfigError(problems, source=config.source)
-    by_topic: dict[str, list[Route]] = {}
-    for route in routes:
-        by_topic.setdefault(route.topic, []).append(route)
-    return Connector(config, tuple(statements), {t: tuple(r) for t, r in by_topic.items()}, sink)
-
-
-def _builder(name: str):
-    try:
-        target = SINK_BUILDERS[name]
-    except KeyError:
-        raise ConfigError([f"no sink named {name!r}; known: {', '.join(SINK_BUILDERS)}"]) from None
-    module, attribute = target.split(":")
-    return getattr(importlib.import_module(module), attribute)
-
-
-def build_elasticsearch_sink(config: ConnectorConfig, routes: list[Route]) -> Sink:
-    from sinks.elasticsearch import ElasticsearchSettings, ElasticsearchSink
-
-    elastic = config.elastic
-    client_kwargs = {
-        k: v for k, v in elastic.to_client_kwargs().items() if k not in ("hosts", "request_timeout")
-    }
-    settings = ElasticsearchSettings(
-        hosts=tuple(elastic.hosts),
-        client_kwargs=client_kwargs,
-        batch_size=elastic.batch_size,
-        max_bytes=config.worker.batch_max_bytes,
-        write_timeout_ms=elastic.write_timeout_ms,
-        pk_separator=elastic.pk_separator,
-        suffix_clock=config.worker.index_suffix_clock,
-    )
-    return ElasticsearchSink(settings, routes)
+    return Connector(config, tuple(statements), by_topic(routes), sink)

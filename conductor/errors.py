@@ -34,11 +34,11 @@ class RetriableRecordError(RecordError):
 
 
 class SinkUnavailable(ConductorError):
-    """The store could not take the batch at all (connection refused, timeout); retriable."""
+    """The store could not take the batch at all (connection refused, timeout): the worker waits
+    for it and writes the batch again."""
 
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    def __init__(self, reason: str) -> None:
         self.reason = reason
-        self.retry_after = retry_after
         super().__init__(reason)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from conductor.errors import RecordError
 from conductor.kcql import FieldPath, Statement
-from tasks.records import Record
+from conductor.records import Record
 
 MISSING: Any = object()
 Getter = Callable[[Record], Any]
@@ -174,9 +174,10 @@ def compile_route(statement: Statement) -> Route:
     return Route(statement, _compile_projection(statement), target_of, key_getters)
 
 
-def compile_routes(statements: Sequence[Statement]) -> dict[str, tuple[Route, ...]]:
-    """Routes by topic: a record is read once and written to every route of its topic."""
-    by_topic: dict[str, list[Route]] = {}
-    for statement in statements:
-        by_topic.setdefault(statement.topic, []).append(compile_route(statement))
-    return {topic: tuple(routes) for topic, routes in by_topic.items()}
+def by_topic(routes: Sequence[Route]) -> dict[str, tuple[Route, ...]]:
+    """Routes by topic, in statement order: a record is read once and written to every route
+    of its topic."""
+    grouped: dict[str, list[Route]] = {}
+    for route in routes:
+        grouped.setdefault(route.topic, []).append(route)
+    return {topic: tuple(routes) for topic, routes in grouped.items()}

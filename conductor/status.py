@@ -1,4 +1,5 @@
-"""Atomic JSON state files: the supervisor's and each worker's, read by `conductor status`."""
+"""Atomic JSON state files: the supervisor's and each worker's. Each process writes its own;
+the supervisor reads its workers' (which partitions they hold)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
 """The supervisor: forks N workers, watches them, respawns them, stops them (model: gunicorn's arbiter).
 
 Signal handlers only enqueue; each pass of the main loop dispatches the queued signals, then
-reaps dead workers, kills hung ones, recycles fat ones and tops the group back up to N. Each
+reaps dead workers, kills hung ones, recycles fat ones, replaces idle ones and tops the group back
+up to N. Each
 of those steps is safe to run again on every pass. Exit codes of the workers are a protocol,
-see conductor/exitcodes.py; the supervisor's own exit codes are the *_EXIT constants below.
+see conductor/exitcodes.py, which also holds the supervisor's own.
 """
 
 from __future__ import annotations
@@ -25,21 +26,19 @@ import psutil
 
 from conductor import exitcodes
 from conductor.errors import ConfigError
-from conductor.status import state_dir_for, write_state
+from conductor.status import read_state, state_dir_for, write_state
 from conductor.workercontrol import REPLACE_SIGNAL, HeartbeatFile, WorkerControl, run_child
 
 log = logging.getLogger("conductor.supervisor")
 
 WorkerMain = Callable[[int, WorkerControl], int]
 
-STOPPED_EXIT = 0  # stopped on request (even when a worker had to be killed)
-FAILED_EXIT = 1  # every slot failed, or a second SIGINT/SIGTERM (or SIGQUIT) cut the stop short
-BOOT_ERROR_EXIT = 2  # a worker could not boot before any had: the config or a store is wrong
 
 LOOP_INTERVAL_S = 0.5
 STOP_MARGIN_S = 2.0  # on top of drain_timeout_s: the worker's own drain runs against the same budget
 ABORT_GRACE_S = 5.0  # SIGABRT -> SIGKILL for a hung worker (never more than heartbeat_timeout_s)
 WORKER_FILE = re.compile(r"worker-\d+\.json")
+IDLE_CHECK_INTERVAL_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -54,6 +53,9 @@ class SupervisorSettings:
     name: str = "conductor"
     state_dir: Path | None = None
     healthy_after_s: float = 60  # a worker that ran this long starts its slot's backoff over
+    # A worker that holds no partition this long while another holds several is replaced; longer
+    # than a rebalance takes (a member that died is noticed after session.timeout.ms, 45 s). 0: never.
+    idle_limit_s: float = 120
 
     def __post_init__(self) -> None:
         positive = {
@@ -63,6 +65,7 @@ class SupervisorSettings:
             "restart_backoff_max_s": self.restart_backoff_max_s,
         }
         not_negative = {
+            "idle_limit_s": self.idle_limit_s,
             "rss_limit_mb": self.rss_limit_mb,
             "restart_max": self.restart_max,
             "restart_backoff_initial_s": self.restart_backoff_initial_s,
@@ -106,7 +109,8 @@ class Slot:
     started_at: float = 0.0  # monotonic
     heartbeat: HeartbeatFile | None = None
     process: psutil.Process | None = None
-    recycling: bool = False  # asked to stop for its memory: respawn at once
+    replacing: str | None = None  # asked to stop, and why ("for its memory"): respawn at once
+    idle_since: float | None = None  # monotonic: since when it holds no partition while others hold several
     kill_at: float | None = None  # monotonic: SIGKILL if still alive then
     killed: bool = False
 
@@ -118,7 +122,7 @@ class Slot:
         if self.heartbeat is not None:
             self.heartbeat.close()
         self.pid, self.heartbeat, self.process = None, None, None
-        self.recycling, self.kill_at, self.killed = False, None, False
+        self.replacing, self.idle_since, self.kill_at, self.killed = None, None, None, False
 
     def describe(self, now: float) -> dict[str, Any]:
         waiting = self.state == "backoff"
@@ -153,6 +157,7 @@ class Supervisor:
         self._stop_code: int | None = None  # set once stopping: the exit code run() returns
         self._stop_deadline = 0.0
         self._started_at = time.time()
+        self._idle_check_due = 0.0
         self._dirty = True
 
     # -- the loop ---------------------------------------------------------------------------
@@ -174,6 +179,7 @@ class Supervisor:
                 self._enforce_deadlines()
                 self._murder_hung_workers()
                 self._check_memory()
+                self._replace_idle_workers()
                 self._manage_workers()
                 self._write_state()
                 if self._stop_code is not None and not self._live_slots():
@@ -212,7 +218,7 @@ class Supervisor:
     def _handle_stop(self, signum: int) -> None:
         name = signal.Signals(signum).name
         if self._stop_code is None:
-            self._begin_stop(STOPPED_EXIT, f"got {name}")
+            self._begin_stop(exitcodes.STOPPED, f"got {name}")
         else:
             self._kill_now(f"got {name} again")
 
@@ -243,13 +249,13 @@ class Supervisor:
 
     def _worker_exited(self, slot: Slot, code: int) -> None:
         settings = self.settings
-        pid, recycling = slot.pid, slot.recycling
+        pid, replacing = slot.pid, slot.replacing
         ran = time.monotonic() - slot.started_at
         slot.detach()
         slot.last_exit = describe_exit(code)
         if self._stop_code is not None:
             log.log(
-                logging.INFO if code == exitcodes.OK else logging.WARNING,
+                logging.DEBUG if code == exitcodes.OK else logging.WARNING,
                 "worker %s pid %s stopped: %s",
                 slot.worker_id,
                 pid,
@@ -257,11 +263,12 @@ class Supervisor:
             )
             self._set(slot, "stopped")
             return
-        if recycling:
+        if replacing:
             log.info(
-                "worker %s pid %s stopped for its memory: %s; respawning it",
+                "worker %s pid %s stopped %s: %s; respawning it",
                 slot.worker_id,
                 pid,
+                replacing,
                 slot.last_exit,
             )
             self._schedule(slot, 0.0)
@@ -269,14 +276,14 @@ class Supervisor:
         if code == exitcodes.BOOT_ERROR and not self._group_booted:
             log.error(
                 "worker %s pid %s could not boot (%s) and no worker has booted yet: the configuration "
-                "or a store is wrong; read worker %s's error above. Not respawning; stopping the group.",
+                "is wrong; read worker %s's error above. Not respawning; stopping the group.",
                 slot.worker_id,
                 pid,
                 slot.last_exit,
                 slot.worker_id,
             )
             self._set(slot, "failed")
-            self._begin_stop(BOOT_ERROR_EXIT, f"worker {slot.worker_id} could not boot")
+            self._begin_stop(exitcodes.CONFIG_ERROR, f"worker {slot.worker_id} could not boot")
             return
         if ran >= settings.healthy_after_s:
             slot.restarts = 0
@@ -295,7 +302,7 @@ class Supervisor:
             )
             self._set(slot, "failed")
             if all(other.state == "failed" for other in self._slots):
-                self._begin_stop(FAILED_EXIT, "every worker has failed")
+                self._begin_stop(exitcodes.FAILED, "every worker has failed")
             return
         slot.restarts += 1
         delay = settings.backoff(slot.restarts)
@@ -388,9 +395,45 @@ class Supervisor:
                     rss / (1024 * 1024),
                     limit_mb,
                 )
-                self._kill(slot, REPLACE_SIGNAL)
-                slot.recycling = True
-                slot.kill_at = time.monotonic() + self.settings.drain_timeout_s + STOP_MARGIN_S
+                self._replace(slot, REPLACE_SIGNAL, "for its memory")
+
+    def _replace_idle_workers(self) -> None:
+        """A worker that holds no partition for longer than a rebalance takes, while another holds
+        several, is out of its group's assignment (kafka-python can leave a member so, and the
+        worker cannot tell that from a fair share of none). It is replaced: it drains, leaves the
+        group, and its successor joins afresh. The partitions come from the workers' state files."""
+        limit = self.settings.idle_limit_s
+        now = time.monotonic()
+        if not limit or self._stop_code is not None or now < self._idle_check_due:
+            return
+        self._idle_check_due = now + IDLE_CHECK_INTERVAL_S
+        held: dict[int, int] = {}
+        for slot in self._live_slots():
+            state = read_state(self.state_dir / f"worker-{slot.worker_id}.json") or {}
+            if slot.kill_at is None and state.get("pid") == slot.pid and state.get("state") == "running":
+                held[slot.worker_id] = len(state.get("partitions") or ())
+        most = max(held.values(), default=0)
+        for slot in self._live_slots():
+            if held.get(slot.worker_id) != 0 or most < 2:
+                slot.idle_since = None
+                continue
+            slot.idle_since = slot.idle_since or now
+            if now - slot.idle_since > limit:
+                log.warning(
+                    "worker %s pid %s has held no partition for %.0fs while another worker holds %s; "
+                    "replacing it so that it joins the group afresh",
+                    slot.worker_id,
+                    slot.pid,
+                    now - slot.idle_since,
+                    most,
+                )
+                self._replace(slot, signal.SIGTERM, "to join its group afresh")
+
+    def _replace(self, slot: Slot, signum: int, why: str) -> None:
+        """Ask the worker to drain and stop, respawn it at once, SIGKILL it if it lingers."""
+        self._kill(slot, signum)
+        slot.replacing = why
+        slot.kill_at = time.monotonic() + self.settings.drain_timeout_s + STOP_MARGIN_S
 
     def _manage_workers(self) -> None:
         if self._stop_code is not None:
@@ -426,7 +469,7 @@ class Supervisor:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         slot.pid, slot.heartbeat, slot.started_at = pid, heartbeat, time.monotonic()
         self._set(slot, "starting")
-        log.info("spawned worker %s pid %s", slot.worker_id, pid)
+        log.debug("spawned worker %s pid %s", slot.worker_id, pid)
 
     # -- stopping -------------------------------------------------------------------------------
 
@@ -448,7 +491,7 @@ class Supervisor:
 
     def _kill_now(self, reason: str) -> None:
         if not self._stop_code:
-            self._stop_code = FAILED_EXIT
+            self._stop_code = exitcodes.FAILED
         self._stop_deadline = time.monotonic()
         live = self._live_slots()
         log.warning("%s: killing %s worker(s) now", reason, len(live))

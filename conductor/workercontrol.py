@@ -16,11 +16,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, NoReturn
 
+from conductor import exitcodes
 from conductor.status import write_state
 
 log = logging.getLogger("conductor.worker")
 
-QUIT_EXIT = 1  # SIGQUIT in a worker: leave at once, nothing drained
 # The supervisor's "drain, commit and exit: you are being replaced" (memory recycle).
 REPLACE_SIGNAL = signal.SIGUSR2
 
@@ -154,7 +154,7 @@ class WorkerControl:
         signal.signal(signal.SIGTERM, self._on_stop_signal)
         signal.signal(signal.SIGINT, self._on_stop_signal)
         signal.signal(REPLACE_SIGNAL, self._on_replace_signal)
-        signal.signal(signal.SIGQUIT, lambda signum, frame: os._exit(QUIT_EXIT))
+        signal.signal(signal.SIGQUIT, lambda signum, frame: os._exit(exitcodes.QUIT))
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 
 

@@ -51,12 +51,12 @@ stores reset
 # Two connectors on the same topic, each in its own consumer group (connect-<name>), so each store
 # gets every reading. Each runs in its own process group (set -m), so a Ctrl-C reaches only the
 # demo, whose trap stops them with a single SIGTERM (a second signal would cut their drain short).
-"$BIN/conductor" --log-level WARNING validate --config examples/es-sink.properties
-"$BIN/conductor" --log-level WARNING validate --config examples/cassandra-sink.properties
+"$BIN/conductor" validate --config examples/es-sink.properties
+"$BIN/conductor" validate --config examples/cassandra-sink.properties
 set -m
-"$BIN/conductor" --log-level WARNING start --workers 3 --config examples/es-sink.properties &
+"$BIN/conductor" start --workers 3 --config examples/es-sink.properties &
 pids+=($!)
-"$BIN/conductor" --log-level WARNING start --workers 3 --config examples/cassandra-sink.properties &
+"$BIN/conductor" start --workers 3 --config examples/cassandra-sink.properties &
 pids+=($!)
 set +m
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from sinks.base import Failure
 
+FOREVER = -1
+
 
 @dataclass(frozen=True)
 class ErrorPolicy(ABC):
@@ -16,18 +18,14 @@ class ErrorPolicy(ABC):
 
     @property
     def retries(self) -> int:
-        """How many more times the worker writes the retriable failures of a batch."""
+        """How many more times the worker writes the records the store keeps refusing, once
+        the sink's write timeout has passed; FOREVER (-1) for no limit."""
         return 0
-
-    @property
-    def retries_when_unavailable(self) -> int | None:
-        """How many times a batch is written again when the store cannot be reached at all;
-        None means until it answers (nothing is lost while a store is down)."""
-        return self.retries
 
     @abstractmethod
     def give_up(self, failures: Sequence[Failure]) -> None:
-        """Records still failing: skip them (return) or fail the task (raise TaskFailed)."""
+        """Records the store refused for good: skip them (return) or fail the task (raise
+        TaskFailed)."""
 
 
 def describe(failures: Sequence[Failure], most: int = 3) -> str:

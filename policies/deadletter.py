@@ -1,69 +1,75 @@
-"""The dead-letter topic: failed records are produced there, with Kafka Connect's
-`__connect.errors.*` context headers when enabled, before the batch is committed."""
+"""The dead-letter topic: records conductor skips are produced there, with Kafka Connect's
+`__connect.errors.*` context headers when enabled, before the batch is committed.
+
+It takes what errors.tolerance=all lets through: records that cannot be decoded, and records
+the store refused that the NOOP policy skips (tasks/sink.py decides which). Like Kafka Connect,
+it creates the topic at start when it is missing: one partition, the configured replication
+factor.
+"""
 
 from __future__ import annotations
 
 import logging
 import traceback
 from collections.abc import Sequence
-from typing import Any
 
+from conductor.config import DeadLetterSettings, KafkaSettings
 from conductor.errors import TaskFailed
 from policies.base import describe
 from sinks.base import Failure
+from sinks.kafka import KafkaProducerSink, Message
 
 log = logging.getLogger("conductor.policy")
 
-_STAGE_CONVERTER = "VALUE_CONVERTER"
-_STAGE_PUT = "TASK_PUT"
+STAGE_CONVERTER = "VALUE_CONVERTER"
+STAGE_PUT = "TASK_PUT"
+# The class Kafka Connect names in __connect.errors.class.name for each stage.
+CONVERTER_CLASS = "org.apache.kafka.connect.json.JsonConverter"
+TASK_CLASS = "org.apache.kafka.connect.sink.SinkTask"
+REPLICATION_KEY = "errors.deadletterqueue.topic.replication.factor"
 
 
 class DeadLetterTopic:
-    """Created before the fork with settings only; `setup()` makes the producer in the worker."""
+    """Built before the fork with settings only; `setup()` makes the producer in the worker."""
 
     def __init__(
-        self,
-        topic: str,
-        producer_kwargs: dict[str, Any],
-        connector: str,
-        task_id: int,
-        context_headers: bool,
-        connector_class: str = "conductor",
+        self, settings: DeadLetterSettings, kafka: KafkaSettings, connector: str, task_id: int
     ) -> None:
-        self.topic = topic
-        self.producer_kwargs = producer_kwargs
+        self.settings = settings
         self.connector = connector
         self.task_id = task_id
-        self.context_headers = context_headers
-        self.connector_class = connector_class
-        self._producer = None
+        self.producer = KafkaProducerSink(kafka)
+
+    @property
+    def topic(self) -> str:
+        return self.settings.topic
 
     def setup(self) -> None:
-        from kafka import KafkaProducer
-
-        self._producer = KafkaProducer(acks="all", linger_ms=5, **self.producer_kwargs)
-
-    def give_up(self, failures: Sequence[Failure]) -> None:
-        """Produce every failed record and wait for the broker to acknowledge all of them."""
-        futures = [
-            self._producer.send(
-                self.topic, key=f.record.key, value=f.record.raw_value, headers=self._headers(f)
+        """The producer, and the topic if it is missing (SinkUnavailable while Kafka cannot
+        answer; ConfigError for a replication factor the cluster cannot give)."""
+        self.producer.setup()
+        if self.producer.ensure_topic(self.topic, 1, self.settings.replication_factor, REPLICATION_KEY):
+            log.info(
+                "created dead-letter topic %s (1 partition, replication factor %s)",
+                self.topic,
+                self.settings.replication_factor,
             )
-            for f in failures
-        ]
-        self._producer.flush()
-        for future in futures:
-            try:
-                future.get(timeout=30)
-            except Exception as exc:
-                raise TaskFailed(
-                    f"could not write to dead-letter topic {self.topic}: {exc}", cause=exc
-                ) from exc
+
+    def send(self, failures: Sequence[Failure]) -> None:
+        """Produce every failed record as it came, and wait for all acknowledgements.
+        SinkUnavailable when Kafka cannot take them now; TaskFailed when it refused one."""
+        messages = [Message(self.topic, f.record.key, f.record.raw_value, self.headers(f)) for f in failures]
+        refused = self.producer.send(messages)
+        if refused:
+            position, reason = refused[0]
+            raise TaskFailed(
+                f"could not write {failures[position].record.where} to dead-letter topic {self.topic}: {reason}"
+            )
         log.warning("sent to dead-letter topic %s: %s", self.topic, describe(failures))
 
-    def _headers(self, failure: Failure) -> list[tuple[str, bytes]]:
+    def headers(self, failure: Failure) -> list[tuple[str, bytes]]:
         headers = [(name, value) for name, value in failure.record.headers if value is not None]
-        if not self.context_headers:
+        if not self.settings.context_headers:
             return headers
         record, error = failure.record, failure.error
         cause = error.__cause__ or error
@@ -72,14 +78,15 @@ class DeadLetterTopic:
             if cause.__traceback__
             else f"{type(cause).__name__}: {cause}"
         )
+        converting = failure.route is None
         context = {
             "__connect.errors.topic": record.topic,
             "__connect.errors.partition": str(record.partition),
             "__connect.errors.offset": str(record.offset),
             "__connect.errors.connector.name": self.connector,
             "__connect.errors.task.id": str(self.task_id),
-            "__connect.errors.stage": _STAGE_CONVERTER if failure.route is None else _STAGE_PUT,
-            "__connect.errors.class.name": self.connector_class,
+            "__connect.errors.stage": STAGE_CONVERTER if converting else STAGE_PUT,
+            "__connect.errors.class.name": CONVERTER_CLASS if converting else TASK_CLASS,
             "__connect.errors.exception.class.name": type(cause).__name__,
             "__connect.errors.exception.message": error.reason,
             "__connect.errors.exception.stacktrace": trace,
@@ -87,5 +94,4 @@ class DeadLetterTopic:
         return headers + [(name, value.encode()) for name, value in context.items()]
 
     def close(self) -> None:
-        if self._producer is not None:
-            self._producer.close(timeout=10)
+        self.producer.close()

@@ -1,22 +1,16 @@
-"""NOOP: log and count the failed records, skip them, commit."""
+"""NOOP: the records the store refused are skipped (the worker logs them, or sends them to the
+dead-letter topic when there is one); the batch is committed."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from policies.base import ErrorPolicy, describe
+from policies.base import ErrorPolicy
 from sinks.base import Failure
-
-log = logging.getLogger("conductor.policy")
 
 
 @dataclass(frozen=True)
 class NoopPolicy(ErrorPolicy):
-    @property
-    def retries_when_unavailable(self) -> int | None:
-        return None  # a store that is down is waited for, not a reason to skip records
-
     def give_up(self, failures: Sequence[Failure]) -> None:
-        log.warning("NOOP policy skips %s", describe(failures))
+        """Nothing fails the task."""

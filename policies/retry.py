@@ -1,4 +1,5 @@
-"""RETRY: write the failed records again every retry.interval, up to max.retries, then THROW."""
+"""RETRY: write the refused records again every retry.interval, max.retries times (-1: for
+ever), then fail the task as THROW does."""
 
 from __future__ import annotations
 

@@ -1,10 +1,12 @@
 """The narrow interface every sink implements (after quix-streams' BaseSink).
 
-A sink is created before the fork with its settings only; `setup()` runs in the worker process
-and creates the client, pings the store and fails fast. `write()` takes a batch of
-(record, route) pairs and either raises SinkUnavailable (nothing of the batch can be known to
-be written: retry it whole) or returns the records the store refused, each with its reason.
-Everything not returned was written.
+A sink is built before the fork from its settings only (each sink module has a
+`build(config, routes)`); `setup()` runs in the worker process, creates the client and checks
+the store answers. `write()` takes a batch of (record, route) pairs and makes one attempt:
+it raises SinkUnavailable when the store could not be reached (nothing of the batch can be
+known to be written: write it again), or returns the records the store refused, each with
+its reason; everything not returned was written. A sink never waits to try again: the worker
+does, so that it stays a live member of its consumer group meanwhile (tasks/sink.py).
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from conductor.errors import RecordError
+from conductor.records import Record
 from conductor.routes import Route
-from tasks.records import Record
 
 Batch = Sequence[tuple[Record, Route]]
 
@@ -39,17 +41,38 @@ class Sink(ABC):
 
     name = "sink"
 
+    @property
+    def where(self) -> str:
+        """The store's address, without credentials, for messages."""
+        return self.name
+
+    @property
+    def write_timeout_s(self) -> float:
+        """How long the records the store refuses for now (RetriableRecordError) are tried
+        again before the error policy decides; also the longest one write() may take."""
+        return 60.0
+
     def check_routes(self, routes: Sequence[Route]) -> list[str]:
         """Problems with KCQL clauses this sink cannot honour; reported at start, not ignored."""
         return []
 
+    def check_schema(self) -> list[str]:
+        """Problems between the routes and the store's schema, found by asking the store
+        (`conductor validate`); [] for a store without a schema to check."""
+        return []
+
+    def describe_route(self, route: Route) -> list[str]:
+        """Lines about where this sink writes a route's records, for `conductor validate`."""
+        return []
+
     @abstractmethod
     def setup(self) -> None:
-        """Create the client (after the fork), check the store answers; raise on failure."""
+        """Create the client (after the fork) and check the store answers: raise
+        SinkUnavailable when it does not, ConfigError when it cannot hold the routes."""
 
     @abstractmethod
     def write(self, batch: Batch) -> list[Failure]:
-        """Write the batch; return the records that were refused."""
+        """Write the batch once; return the records that were refused."""
 
     def close(self) -> None:  # noqa: B027 - optional: a sink without a client has nothing to release
         """Release the client."""

@@ -6,30 +6,30 @@ size. Document ids are deterministic (the PK, else topic-partition-offset), so a
 written again after a crash or a retry overwrites itself.
 
 What write() promises (see sinks/base.py): a record is either written, or returned as a
-Failure whose error says why (RetriableRecordError for 429/5xx/timeouts that outlived
-`write_timeout_ms`), or the whole call raises SinkUnavailable (the server could not be
-reached). Stream-Reactor ignores per-item bulk errors; this sink never does.
+Failure whose error says why (RetriableRecordError for what Elasticsearch refused for now: an
+item or a whole request answered 429 or 5xx), or the whole call raises SinkUnavailable (the
+server could not be reached). Stream-Reactor ignores per-item bulk errors; this sink never does.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from elastic_transport import TransportError
 from elasticsearch import ApiError, Elasticsearch
 from elasticsearch.serializer import OrjsonSerializer
 
-from conductor.errors import ConfigError, RecordError, RetriableRecordError, SinkUnavailable
+from conductor.config import ConnectorConfig, ElasticsearchSettings
+from conductor.errors import RecordError, RetriableRecordError, SinkUnavailable
 from conductor.kcql import compile_suffix
+from conductor.records import Record
 from conductor.routes import Route
 from sinks.base import Batch, Failure, Sink
-from tasks.records import Record
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,11 @@ RETRIABLE_TYPES = frozenset(
 )
 BULK_HEADERS = {"content-type": "application/x-ndjson", "accept": "application/json"}
 RETRY_ON_CONFLICT = 3
+SETUP_TIMEOUT_S = 10.0
 MIN_REQUEST_TIMEOUT_S = 1.0
+# One write() stays under this, so that the worker polls its consumer group at least as often
+# (what is not sent by then comes back retriable, and the worker writes it again).
+ATTEMPT_S = 60.0
 NL = b"\n"
 # Only what reading the items needs: on success Elasticsearch answers ~25 bytes per item
 # instead of ~200, which the worker would otherwise parse for every document it writes.
@@ -54,45 +58,6 @@ BULK_PATH = "/_bulk?filter_path=errors,items.*.status,items.*.error"
 
 # (the NDJSON lines of one bulk action, its record, its route)
 Action = tuple[bytes, Record, Route]
-
-
-@dataclass(frozen=True)
-class ElasticsearchSettings:
-    hosts: tuple[str, ...]
-    client_kwargs: Mapping[str, Any] = field(default_factory=dict, hash=False)
-    batch_size: int = 4000
-    max_bytes: int = 5_000_000
-    write_timeout_ms: int = 300_000
-    pk_separator: str = "-"
-    suffix_clock: Literal["record", "wallclock"] = "record"
-    retry_backoff_initial_s: float = 0.2
-    retry_backoff_max_s: float = 10.0
-
-    def __post_init__(self) -> None:
-        problems = []
-        if not self.hosts:
-            problems.append("elasticsearch hosts: at least one URL is required")
-        problems += [
-            f"elasticsearch {name} must be positive (got {value})"
-            for name, value in (
-                ("batch_size", self.batch_size),
-                ("max_bytes", self.max_bytes),
-                ("write_timeout_ms", self.write_timeout_ms),
-                ("retry_backoff_initial_s", self.retry_backoff_initial_s),
-            )
-            if value <= 0
-        ]
-        if self.suffix_clock not in ("record", "wallclock"):
-            problems.append(
-                f"elasticsearch suffix_clock must be 'record' or 'wallclock' (got {self.suffix_clock!r})"
-            )
-        if problems:
-            raise ConfigError(problems, "elasticsearch settings")
-
-    @property
-    def where(self) -> str:
-        """The hosts without any user:password, for messages."""
-        return ", ".join(redact(host) for host in self.hosts)
 
 
 @dataclass(slots=True)
@@ -157,13 +122,6 @@ def plan_route(route: Route, settings: ElasticsearchSettings) -> RoutePlan:
     )
 
 
-def redact(url: str) -> str:
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
-
-
 def plan_requests(sizes: Sequence[int], max_actions: int, max_bytes: int) -> list[range]:
     """Cut actions of these byte sizes into runs of at most `max_actions` and `max_bytes`
     (an action larger than `max_bytes` goes alone)."""
@@ -213,6 +171,14 @@ class ElasticsearchSink(Sink):
             [settings.batch_size] + [r.statement.batch_size for r in self.routes if r.statement.batch_size]
         )
 
+    @property
+    def where(self) -> str:
+        return f"Elasticsearch at {self.settings.where}"
+
+    @property
+    def write_timeout_s(self) -> float:
+        return self.settings.write_timeout_ms / 1000
+
     def check_routes(self, routes: Sequence[Route]) -> list[str]:
         problems = []
         for route in routes:
@@ -234,33 +200,39 @@ class ElasticsearchSink(Sink):
                     problems.append(f"{where}: {key}={value!r} must be one of {', '.join(NULL_BEHAVIOURS)}")
             if statement.doc_type is not None:
                 log.warning(
-                    "%s: WITHDOCTYPE=%s is ignored: Elasticsearch 8 has no mapping types",
+                    "%s: WITHDOCTYPE=%s has no effect: Elasticsearch 8 has no mapping types",
                     where,
                     statement.doc_type,
                 )
             if statement.pipeline is not None and statement.write_mode == "UPSERT":
                 log.warning(
-                    "%s: WITHPIPELINE=%s is not applied to UPSERT (bulk update) documents",
+                    "%s: WITHPIPELINE=%s has no effect on UPSERT (bulk update) documents",
                     where,
                     statement.pipeline,
                 )
         return problems
 
+    def describe_route(self, route: Route) -> list[str]:
+        keys = ", ".join(key.dotted for key in route.statement.primary_keys)
+        separator = self.settings.pk_separator
+        document_id = f"{keys} joined by {separator!r}" if keys else "topic-partition-offset"
+        return [f"document id: {document_id}"]
+
     def setup(self) -> None:
         settings = self.settings
-        options: dict[str, Any] = {
-            "request_timeout": settings.write_timeout_ms / 1000,
-            "max_retries": 0,  # write() retries with backoff, within write_timeout_ms
-            "retry_on_status": (),
+        self.client = Elasticsearch(
+            list(settings.hosts),
+            request_timeout=settings.write_timeout_ms / 1000,
+            max_retries=0,  # the worker writes again what was refused for now (tasks/sink.py)
+            retry_on_status=(),
             # The bulk body goes as bytes (the stock NDJSON serializer only copies bytes);
             # orjson parses the responses, ~2x faster than json on a 4000-item answer.
-            "serializers": {"application/json": OrjsonSerializer()},
-        }
-        self.client = Elasticsearch(list(settings.hosts), **{**options, **settings.client_kwargs})
+            serializers={"application/json": OrjsonSerializer()},
+            **settings.client_kwargs(),
+        )
         self.plans = {id(route): plan_route(route, settings) for route in self.routes}
-        timeout = min(settings.write_timeout_ms / 1000, 10.0)
         try:
-            self.client.options(request_timeout=timeout).cluster.health()
+            self.client.options(request_timeout=min(self.write_timeout_s, SETUP_TIMEOUT_S)).cluster.health()
         except ApiError as err:
             raise SinkUnavailable(
                 f"Elasticsearch at {settings.where} does not answer: HTTP {err.meta.status} {err.message}"
@@ -277,14 +249,16 @@ class ElasticsearchSink(Sink):
 
     def write(self, batch: Batch) -> list[Failure]:
         started = time.monotonic()
-        deadline = started + self.settings.write_timeout_ms / 1000
         stats = self.last_write = WriteStats()
         failures: list[Failure] = []
         actions, new_indices = self.actions(batch, failures)
         stats.actions = len(actions)
         if new_indices:
-            self.create_indices(new_indices, deadline)
-        self.send(actions, deadline, stats, failures)
+            self.create_indices(new_indices)
+        sizes = [len(action[0]) for action in actions]
+        deadline = started + min(self.write_timeout_s, ATTEMPT_S)
+        for run in plan_requests(sizes, self.max_actions, self.settings.max_bytes):
+            self.send_request(actions[run.start : run.stop], deadline, stats, failures)
         stats.failures = len(failures)
         stats.ms = (time.monotonic() - started) * 1000
         log.debug(
@@ -304,7 +278,7 @@ class ElasticsearchSink(Sink):
         actions: list[Action] = []
         new_indices: set[str] = set()
         for record, route in batch:
-            plan = plans.get(id(route)) or self.plan(route)
+            plan = plans[id(route)]
             if record.value is None and (plan.on_null != "DELETE" or plan.pk_from_value):
                 if plan.on_null == "IGNORE":
                     continue
@@ -342,78 +316,58 @@ class ElasticsearchSink(Sink):
             actions.append((line, record, route))
         return actions, new_indices
 
-    def plan(self, route: Route) -> RoutePlan:
-        """A route that was not given at construction (tests, reloads): planned on first use."""
-        plan = self.plans[id(route)] = plan_route(route, self.settings)
-        return plan
-
-    def create_indices(self, names: set[str], deadline: float) -> None:
+    def create_indices(self, names: set[str]) -> None:
         """AUTOCREATE: create each index the first time it is seen. A name Elasticsearch
         refuses is left to the bulk request, whose items then say why per record."""
         for name in sorted(names):
             try:
-                self.call(lambda client: client.indices.create(index=name), deadline, "create index")
+                self.client.indices.create(index=name)
             except ApiError as err:
                 if describe_type(err) != "resource_already_exists_exception":
                     log.warning(
                         "AUTOCREATE of index %s failed: HTTP %s %s", name, err.meta.status, err.message
                     )
                     continue
+            except TransportError as err:
+                raise SinkUnavailable(
+                    f"Elasticsearch at {self.settings.where} did not take a create index request: {err.message}"
+                ) from None
             self.created.add(name)
 
-    def send(
-        self, actions: list[Action], deadline: float, stats: WriteStats, failures: list[Failure]
-    ) -> None:
-        """Send every action; retry the items refused for now, with backoff, until the
-        deadline; what is still refused then becomes a RetriableRecordError."""
-        delay = self.settings.retry_backoff_initial_s
-        pending = actions
-        while pending:
-            retry: list[tuple[Action, str]] = []
-            sizes = [len(action[0]) for action in pending]
-            for run in plan_requests(sizes, self.max_actions, self.settings.max_bytes):
-                self.send_request(pending[run.start : run.stop], deadline, stats, failures, retry)
-            if not retry:
-                return
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                failures.extend(
-                    Failure(
-                        record,
-                        route,
-                        RetriableRecordError(
-                            f"{reason} (still refused after {self.settings.write_timeout_ms} ms)"
-                        ),
-                    )
-                    for (_, record, route), reason in retry
-                )
-                return
-            time.sleep(min(delay, remaining))
-            delay = min(delay * 2, self.settings.retry_backoff_max_s)
-            pending = [action for action, _ in retry]
-
     def send_request(
-        self,
-        part: list[Action],
-        deadline: float,
-        stats: WriteStats,
-        failures: list[Failure],
-        retry: list[tuple[Action, str]],
+        self, part: list[Action], deadline: float, stats: WriteStats, failures: list[Failure]
     ) -> None:
-        """One bulk request (halved while Elasticsearch answers 413); its items read."""
+        """One bulk request (halved while Elasticsearch answers 413); its items read. A request
+        refused for now (429, 5xx), or not sent before the write timeout, makes all its records
+        retriable failures."""
         stack = [part]
         while stack:
             part = stack.pop()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                reason = f"not sent: the write took longer than {min(self.write_timeout_s, ATTEMPT_S):.0f}s"
+                failures.extend(
+                    Failure(record, route, RetriableRecordError(reason)) for _, record, route in part
+                )
+                continue
             body = b"".join([action[0] for action in part])
+            stats.requests += 1
+            stats.bytes += len(body)
+            client = self.client.options(request_timeout=max(remaining, MIN_REQUEST_TIMEOUT_S))
             try:
-                response = self.post_bulk(body, deadline, stats)
+                response = client.perform_request("POST", BULK_PATH, headers=BULK_HEADERS, body=body).body
             except ApiError as err:
-                if err.meta.status != 413:
+                status = err.meta.status
+                if status == 429 or status >= 500:
+                    reason = f"Elasticsearch refused a bulk request for now: HTTP {status} {err.message}"
+                    failures.extend(
+                        Failure(record, route, RetriableRecordError(reason)) for _, record, route in part
+                    )
+                elif status != 413:
                     raise SinkUnavailable(
-                        f"Elasticsearch at {self.settings.where} refused a bulk request: "
-                        f"HTTP {err.meta.status} {err.message}"
+                        f"Elasticsearch at {self.settings.where} refused a bulk request: HTTP {status} {err.message}"
                     ) from None
-                if len(part) == 1:
+                elif len(part) == 1:
                     _, record, route = part[0]
                     failures.append(
                         Failure(
@@ -429,46 +383,16 @@ class ElasticsearchSink(Sink):
                     middle = len(part) // 2
                     stack += [part[middle:], part[:middle]]
                 continue
-            if response["errors"]:
-                read_items(part, response["items"], failures, retry)
-
-    def post_bulk(self, body: bytes, deadline: float, stats: WriteStats) -> Any:
-        def bulk(client: Elasticsearch) -> Any:
-            stats.requests += 1
-            stats.bytes += len(body)
-            return client.perform_request("POST", BULK_PATH, headers=BULK_HEADERS, body=body)
-
-        return self.call(bulk, deadline, "bulk")
-
-    def call(self, request: Callable[[Elasticsearch], Any], deadline: float, what: str) -> Any:
-        """Run a request; retry connection problems, timeouts, 429 and 5xx with backoff
-        until the deadline, then raise SinkUnavailable. Other HTTP errors are raised.
-        Each attempt may take only the time left (at least MIN_REQUEST_TIMEOUT_S)."""
-        delay = self.settings.retry_backoff_initial_s
-        while True:
-            timeout = max(deadline - time.monotonic(), MIN_REQUEST_TIMEOUT_S)
-            try:
-                return request(self.client.options(request_timeout=timeout)).body
-            except ApiError as err:
-                if err.meta.status != 429 and err.meta.status < 500:
-                    raise
-                problem = f"HTTP {err.meta.status} {err.message}"
             except TransportError as err:
-                problem = f"{type(err).__name__}: {err.message}"
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
                 raise SinkUnavailable(
-                    f"Elasticsearch at {self.settings.where} did not take a {what} request "
-                    f"within {self.settings.write_timeout_ms} ms: {problem}",
-                    retry_after=delay,
-                )
-            time.sleep(min(delay, remaining))
-            delay = min(delay * 2, self.settings.retry_backoff_max_s)
+                    f"Elasticsearch at {self.settings.where} did not take a bulk request: "
+                    f"{type(err).__name__}: {err.message}"
+                ) from None
+            if response["errors"]:
+                read_items(part, response["items"], failures)
 
 
-def read_items(
-    part: list[Action], items: list[dict[str, Any]], failures: list[Failure], retry: list[tuple[Action, str]]
-) -> None:
+def read_items(part: list[Action], items: list[dict[str, Any]], failures: list[Failure]) -> None:
     for action, item in zip(part, items, strict=True):
         ((op, result),) = item.items()
         status = result.get("status", 500)
@@ -477,10 +401,8 @@ def read_items(
         error = result.get("error")
         index, doc_id = where_written(action[0], result)
         reason = f"Elasticsearch rejected document {index}/{doc_id}: {describe(error)}"
-        if retriable_item(status, error):
-            retry.append((action, reason))
-        else:
-            failures.append(Failure(action[1], action[2], RecordError(reason)))
+        kind = RetriableRecordError if retriable_item(status, error) else RecordError
+        failures.append(Failure(action[1], action[2], kind(reason)))
 
 
 def where_written(line: bytes, result: dict[str, Any]) -> tuple[Any, Any]:
@@ -505,3 +427,9 @@ def tombstone(plan: RoutePlan) -> str:
         f"null value (tombstone) with {NULL_VALUES_KEY}=DELETE: the document id comes "
         f"from PK {fields} of the value, which a tombstone does not have"
     )
+
+
+def build(config: ConnectorConfig, routes: Sequence[Route]) -> ElasticsearchSink:
+    """The sink of a connector config (the registry's entry, sinks/__init__.py)."""
+    assert config.elastic is not None, "an elasticsearch connector config holds its settings"
+    return ElasticsearchSink(config.elastic, routes)

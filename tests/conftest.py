@@ -24,6 +24,7 @@ LAUNCHER = COMPOSE / "local"
 
 sys.path.insert(0, str(COMPOSE))
 import probes  # noqa: E402
+from support.scripted_es import scripted  # noqa: E402, F401 - a fixture, for the tests that need a 429
 
 
 @dataclass(frozen=True)

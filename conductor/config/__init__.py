@@ -2,7 +2,8 @@
 
 ``load_config(path)`` reads .properties, .json or .yaml, resolves ``${env:...}`` and
 ``${file:...}`` references, validates every key and returns a frozen `ConnectorConfig`, or
-raises one ConfigError listing every problem.  Secrets stay wrapped in `Secret`.
+raises one ConfigError listing every problem. Secrets stay wrapped in `Secret`. What each key
+does, or why it does nothing here, is in keys.py.
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ from __future__ import annotations
 from conductor.config.loader import load_config, parse_config
 from conductor.config.readers import read_raw
 from conductor.config.secrets import Secret
+from conductor.config.security import Credentials, TlsSettings
 from conductor.config.settings import (
     CassandraSettings,
     ConnectorConfig,
-    ElasticSettings,
+    DeadLetterSettings,
+    ElasticsearchSettings,
+    ErrorSettings,
     KafkaSettings,
     WorkerSettings,
 )
@@ -21,9 +25,13 @@ from conductor.config.settings import (
 __all__ = [
     "CassandraSettings",
     "ConnectorConfig",
-    "ElasticSettings",
+    "Credentials",
+    "DeadLetterSettings",
+    "ElasticsearchSettings",
+    "ErrorSettings",
     "KafkaSettings",
     "Secret",
+    "TlsSettings",
     "WorkerSettings",
     "load_config",
     "parse_config",

@@ -1,71 +1,147 @@
-"""The keys a connector config may hold: exact names, accepted prefixes, allowed values."""
+"""Every key a connector config may hold, and what conductor does with it.
+
+Each key is one of three things:
+- read: it changes what conductor does (the sections in sections.py read it);
+- NO_EFFECT: accepted, because Kafka Connect and Stream-Reactor configs must run unchanged,
+  and reported once at start with the reason;
+- REFUSED: a config error, because going on would write other data than the user asked for.
+Some keys are refused only for some values (a Java keystore, a converter conductor cannot
+read); sections.py says so where it reads them.
+"""
 
 from __future__ import annotations
 
 ES = "connect.elastic."
 CASSANDRA = "connect.cassandra."
+CONDUCTOR = "conductor."
 
-COMMON_KEYS = (
-    "name", "connector.class", "tasks.max", "topics", "topics.regex",
-    "key.converter", "value.converter", "header.converter",
-    "key.converter.schemas.enable", "value.converter.schemas.enable",
-    "errors.tolerance", "errors.retry.timeout", "errors.retry.delay.max.ms",
-    "errors.log.enable", "errors.log.include.messages",
+CONNECTOR_KEYS = (
+    "config.providers",  # read by the secrets resolver, with config.providers.*
+    "name",
+    "connector.class",
+    "tasks.max",
+    "topics",
+    "topics.regex",
+    "connect.progress.enabled",
+)
+CONVERTER_KEYS = (
+    "key.converter", "value.converter", "key.converter.schemas.enable", "value.converter.schemas.enable",
+)  # fmt: skip
+ERROR_KEYS = (
+    "errors.tolerance", "errors.log.enable", "errors.log.include.messages",
     "errors.deadletterqueue.topic.name", "errors.deadletterqueue.topic.replication.factor",
     "errors.deadletterqueue.context.headers.enable",
-    "config.providers", "config.action.reload", "transforms", "predicates",
-    "connect.progress.enabled",
 )  # fmt: skip
 KAFKA_KEYS = (
-    "bootstrap.servers", "security.protocol", "sasl.mechanism", "sasl.jaas.config",
-    "sasl.kerberos.service.name",
+    "bootstrap.servers", "security.protocol", "sasl.mechanism", "sasl.jaas.config", "sasl.kerberos.service.name",
 )  # fmt: skip
-SSL_KEYS = (
-    "ssl.truststore.location", "ssl.truststore.password", "ssl.truststore.type",
-    "ssl.keystore.location", "ssl.keystore.password", "ssl.keystore.type", "ssl.key.password",
-    "ssl.protocol", "ssl.enabled.protocols", "ssl.cipher.suites",
-    "ssl.endpoint.identification.algorithm", "ssl.keymanager.algorithm",
-    "ssl.trustmanager.algorithm", "ssl.cafile", "ssl.certfile", "ssl.keyfile",
+# Unprefixed ssl.* keys are the Elasticsearch sink's, as in Stream-Reactor (Kafka's own TLS
+# settings come with the consumer.override. prefix).
+ELASTIC_TLS_KEYS = (
+    "ssl.cafile", "ssl.certfile", "ssl.keyfile", "ssl.key.password", "ssl.truststore.location",
+    "ssl.truststore.type", "ssl.keystore.location", "ssl.keystore.type", "ssl.keystore.password",
+    "ssl.endpoint.identification.algorithm",
 )  # fmt: skip
 ELASTIC_KEYS = tuple(
     ES + suffix
     for suffix in (
-        "hosts", "port", "protocol", "kcql", "batch.size", "write.timeout", "error.policy",
-        "max.retries", "retry.interval", "pk.separator", "use.http", "use.http.username",
-        "use.http.password", "tableprefix", "prefix", "cluster.name", "xpack.settings",
-        "xpack.plugins",
+        "hosts", "port", "protocol", "kcql", "batch.size", "write.timeout", "error.policy", "max.retries",
+        "retry.interval", "pk.separator", "use.http.username", "use.http.password",
     )
 )  # fmt: skip
 CASSANDRA_KEYS = tuple(
     CASSANDRA + suffix
     for suffix in (
         "contact.points", "port", "key.space", "username", "password", "consistency.level",
-        "load.balancing.policy", "kcql", "error.policy", "max.retries", "retry.interval",
-        "threadpool.size", "batch.size", "ssl.enabled", "ssl.client.cert.auth", "ssl.cafile",
-        "ssl.certfile", "ssl.keyfile", "trust.store.path", "trust.store.password",
-        "trust.store.type", "key.store.path", "key.store.password", "key.store.type",
-        "delete.enabled", "delete.statement", "delete.struct_flds", "default.value",
-        "connect.timeout.ms", "read.timeout.ms",
+        "load.balancing.policy", "kcql", "error.policy", "max.retries", "retry.interval", "threadpool.size",
+        "batch.size", "ssl.enabled", "ssl.client.cert.auth", "ssl.cafile", "ssl.certfile", "ssl.keyfile",
+        "trust.store.path", "trust.store.type", "key.store.path", "key.store.type", "key.store.password",
+        "delete.enabled", "delete.statement", "delete.struct_flds", "default.value", "connect.timeout.ms",
+        "read.timeout.ms",
     )
-) + ("connect.timeout.ms", "read.timeout.ms",
-     # conductor's own: not in Stream-Reactor's Cassandra sink
-     "conductor.cassandra.max.in.flight", "conductor.cassandra.unlogged.batches")  # fmt: skip
-WORKER_KEYS = tuple(
-    "conductor." + suffix
+) + ("connect.timeout.ms", "read.timeout.ms")  # fmt: skip
+CONDUCTOR_KEYS = tuple(
+    CONDUCTOR + suffix
     for suffix in (
-        "batch.max.records", "batch.max.bytes", "linger.ms", "worker.rss.limit.mb", "worker.heartbeat.timeout.s",
-        "drain.timeout.s", "restart.backoff.initial.s", "restart.backoff.max.s", "restart.max",
-        "index.suffix.clock", "status.port", "static.membership",
+        "batch.max.records", "batch.max.bytes", "linger.ms", "worker.rss.limit.mb",
+        "worker.heartbeat.timeout.s", "drain.timeout.s", "restart.backoff.initial.s", "restart.backoff.max.s",
+        "restart.max", "index.suffix.clock", "static.membership", "cassandra.max.in.flight",
+        "cassandra.unlogged.batches",
     )
 )  # fmt: skip
-KNOWN_KEYS = frozenset(COMMON_KEYS + KAFKA_KEYS + SSL_KEYS + ELASTIC_KEYS + CASSANDRA_KEYS + WORKER_KEYS)
 
-# Worker-level client overrides and converter/transform settings: accepted as a family.
-CONSUMER_PREFIXES = ("consumer.override.", "consumer.")
-KNOWN_PREFIXES = CONSUMER_PREFIXES + (
-    "config.providers.", "producer.override.", "producer.", "admin.override.", "admin.",
-    "key.converter.", "value.converter.", "header.converter.", "transforms.", "predicates.",
-)  # fmt: skip
+_JAVA_TLS = "it tunes Java's TLS; Python's ssl module negotiates with its own defaults"
+_PEM_TRUSTSTORE = "a PEM truststore has no password (a Java keystore is refused)"
+_NO_RETRIABLE_CONVERSION = (
+    "Kafka Connect retries converters and transforms with it; conductor's JSON decoding never fails "
+    "in a way that a retry could mend"
+)
+NO_EFFECT: dict[str, str] = {
+    "errors.retry.timeout": _NO_RETRIABLE_CONVERSION,
+    "errors.retry.delay.max.ms": _NO_RETRIABLE_CONVERSION,
+    "header.converter": "conductor reads header values as UTF-8 text",
+    "config.action.reload": "conductor reads its config once at start; restart it to apply a change",
+    "predicates": "predicates only qualify transforms",
+    ES + "tableprefix": (
+        "Stream-Reactor hands it to its HTTP client as a URL path prefix, which that client drops; "
+        "index names come from the KCQL target"
+    ),
+    ES + "cluster.name": "it named the cluster for Stream-Reactor's old TCP client; conductor speaks HTTP",
+    ES + "use.http": "Stream-Reactor 2 and later always speak HTTP, as conductor does",
+    ES + "xpack.settings": (
+        "X-Pack settings were for Stream-Reactor's old TCP client; use connect.elastic.use.http.username "
+        "and connect.elastic.use.http.password"
+    ),
+    ES + "xpack.plugins": "X-Pack plugins were for Stream-Reactor's old TCP client",
+    "ssl.protocol": _JAVA_TLS,
+    "ssl.enabled.protocols": _JAVA_TLS,
+    "ssl.cipher.suites": _JAVA_TLS,
+    "ssl.keymanager.algorithm": _JAVA_TLS,
+    "ssl.trustmanager.algorithm": _JAVA_TLS,
+    "ssl.truststore.password": _PEM_TRUSTSTORE,
+    CASSANDRA + "trust.store.password": _PEM_TRUSTSTORE,
+}
+
+REFUSED: dict[str, str] = {
+    "transforms": (
+        "Single Message Transforms are not supported yet, and without them the documents and rows would "
+        "differ from what Kafka Connect writes; remove transforms (and transforms.*) or keep this "
+        "connector on Kafka Connect"
+    ),
+}
+
+KNOWN_KEYS = frozenset(
+    CONNECTOR_KEYS
+    + CONVERTER_KEYS
+    + ERROR_KEYS
+    + KAFKA_KEYS
+    + ELASTIC_TLS_KEYS
+    + ELASTIC_KEYS
+    + CASSANDRA_KEYS
+    + CONDUCTOR_KEYS
+    + tuple(NO_EFFECT)
+    + tuple(REFUSED)
+)
+
+# Families of keys, by prefix. Client overrides are read key by key (sections.py); the others:
+CONFIG_PROVIDER_PREFIX = "config.providers"  # read by the secrets resolver
+CONSUMER_PREFIXES = ("consumer.override.", "consumer.")  # the first one given wins
+PRODUCER_PREFIXES = ("producer.override.", "producer.")  # the dead-letter topic's producer
+ADMIN_PREFIXES = ("admin.override.", "admin.")  # creating the dead-letter topic
+NO_EFFECT_PREFIXES: dict[str, str] = {
+    "key.converter.": "only key.converter.schemas.enable is read",
+    "value.converter.": "only value.converter.schemas.enable is read",
+    "header.converter.": "conductor reads header values as UTF-8 text",
+    "transforms.": "without transforms= they configure nothing",
+    "predicates.": "predicates only qualify transforms",
+}
+KNOWN_PREFIXES = (
+    (CONFIG_PROVIDER_PREFIX + ".",)
+    + CONSUMER_PREFIXES
+    + PRODUCER_PREFIXES
+    + ADMIN_PREFIXES
+    + tuple(NO_EFFECT_PREFIXES)
+)
 
 ERROR_POLICIES = ("NOOP", "THROW", "RETRY")
 TOLERANCES = ("none", "all")
@@ -79,23 +155,14 @@ CONSISTENCY_LEVELS = (
 LOAD_BALANCING_POLICIES = ("ROUND_ROBIN", "TOKEN_AWARE", "LATENCY_AWARE", "DC_AWARE_ROUND_ROBIN")
 DEFAULT_VALUES = ("NULL", "UNSET")
 INDEX_SUFFIX_CLOCKS = ("record", "wallclock")
+ISOLATION_LEVELS = ("read_uncommitted", "read_committed")
 
-# Consumer overrides (after the consumer.override. / consumer. prefix).
-CONSUMER_FIELDS = (
-    "max.poll.records", "fetch.max.bytes", "max.partition.fetch.bytes", "session.timeout.ms",
-    "heartbeat.interval.ms", "max.poll.interval.ms", "auto.offset.reset",
-)  # fmt: skip
-CONSUMER_SECURITY = KAFKA_KEYS + (
-    "ssl.cafile", "ssl.certfile", "ssl.keyfile", "ssl.key.password", "ssl.truststore.location",
-    "ssl.truststore.type", "ssl.truststore.password", "ssl.keystore.location",
-    "ssl.keystore.type", "ssl.keystore.password", "ssl.endpoint.identification.algorithm",
-)  # fmt: skip
-# Passed to kafka-python as written: Kafka name -> (kafka-python kwarg, kind).
-CONSUMER_PASSTHROUGH = {
+# Client settings after a consumer./producer./admin. prefix, passed to kafka-python as
+# written: Kafka's name -> (kafka-python's keyword, kind). The connection settings apply to
+# every client; the others to the client named.
+CONNECTION_SETTINGS = {
     "client.id": ("client_id", "str"),
     "client.rack": ("client_rack", "str"),
-    "fetch.min.bytes": ("fetch_min_bytes", "int"),
-    "fetch.max.wait.ms": ("fetch_max_wait_ms", "int"),
     "request.timeout.ms": ("request_timeout_ms", "int"),
     "retry.backoff.ms": ("retry_backoff_ms", "int"),
     "reconnect.backoff.ms": ("reconnect_backoff_ms", "int"),
@@ -104,21 +171,53 @@ CONSUMER_PASSTHROUGH = {
     "connections.max.idle.ms": ("connections_max_idle_ms", "int"),
     "receive.buffer.bytes": ("receive_buffer_bytes", "int"),
     "send.buffer.bytes": ("send_buffer_bytes", "int"),
+}
+CONSUMER_SETTINGS = {
+    **CONNECTION_SETTINGS,
+    "max.poll.records": ("max_poll_records", "int"),
+    "fetch.min.bytes": ("fetch_min_bytes", "int"),
+    "fetch.max.bytes": ("fetch_max_bytes", "int"),
+    "fetch.max.wait.ms": ("fetch_max_wait_ms", "int"),
+    "max.partition.fetch.bytes": ("max_partition_fetch_bytes", "int"),
+    "session.timeout.ms": ("session_timeout_ms", "int"),
+    "heartbeat.interval.ms": ("heartbeat_interval_ms", "int"),
+    "max.poll.interval.ms": ("max_poll_interval_ms", "int"),
+    "auto.offset.reset": ("auto_offset_reset", "offset_reset"),
     "check.crcs": ("check_crcs", "bool"),
     "isolation.level": ("isolation_level", "isolation"),
 }
-ISOLATION_LEVELS = ("read_uncommitted", "read_committed")
-# Consumer settings conductor decides itself; an override is ignored with a warning.
-CONSUMER_MANAGED = (
-    "group.id", "group.instance.id", "enable.auto.commit", "auto.commit.interval.ms",
-    "key.deserializer", "value.deserializer", "partition.assignment.strategy",
+PRODUCER_SETTINGS = {
+    **CONNECTION_SETTINGS,
+    "linger.ms": ("linger_ms", "int"),
+    "batch.size": ("batch_size", "int"),
+    "max.request.size": ("max_request_size", "int"),
+    "compression.type": ("compression_type", "compression"),
+    "delivery.timeout.ms": ("delivery_timeout_ms", "int"),
+}
+ADMIN_SETTINGS = dict(CONNECTION_SETTINGS)
+COMPRESSION_TYPES = ("none", "gzip", "snappy", "lz4", "zstd")
+# The consumer's TLS and SASL, after the consumer. prefixes (the bare SASL keys are read too).
+CONSUMER_SECURITY = KAFKA_KEYS + (
+    "ssl.cafile", "ssl.certfile", "ssl.keyfile", "ssl.key.password", "ssl.truststore.location",
+    "ssl.truststore.type", "ssl.keystore.location", "ssl.keystore.type", "ssl.keystore.password",
+    "ssl.endpoint.identification.algorithm",
 )  # fmt: skip
+# Client settings conductor decides itself, and why: reported, not used.
+MANAGED_SETTINGS = {
+    "group.id": "the group is connect-<name>, as Kafka Connect's",
+    "group.instance.id": "each worker gets its own static member id",
+    "enable.auto.commit": "offsets are committed after each write",
+    "auto.commit.interval.ms": "offsets are committed after each write",
+    "key.deserializer": "records are read as bytes and decoded by conductor",
+    "value.deserializer": "records are read as bytes and decoded by conductor",
+    "partition.assignment.strategy": "conductor uses the cooperative sticky assignor",
+    "acks": "the dead-letter producer waits for all replicas",
+    "enable.idempotence": "the dead-letter producer decides it",
+}
 
-SUPPORTED_CONVERTERS = (
-    "org.apache.kafka.connect.json.JsonConverter",
-    "org.apache.kafka.connect.storage.StringConverter",
-    "org.apache.kafka.connect.converters.ByteArrayConverter",
-)
+JSON_CONVERTER = "org.apache.kafka.connect.json.JsonConverter"
+STRING_CONVERTER = "org.apache.kafka.connect.storage.StringConverter"
+BYTES_CONVERTER = "org.apache.kafka.connect.converters.ByteArrayConverter"
 
 
 def is_known(key: str) -> bool:

@@ -1,13 +1,13 @@
 """Load a connector config: read the file, apply overrides, resolve ${...}, type and check.
 
-Every problem is collected and raised at the end as one ConfigError; warnings (unknown keys,
-settings conductor ignores) are logged on "conductor.config" and kept in ``warnings``.
+Every problem is collected and raised at the end as one ConfigError. What is not a problem is
+kept for the caller to report: ``notices`` (keys given that have no effect here, and why) and
+``warnings`` (what looks like a mistake: unknown keys, duplicates).
 """
 
 from __future__ import annotations
 
 import difflib
-import logging
 import os
 import re
 from collections.abc import Mapping
@@ -21,14 +21,13 @@ from conductor.config.secrets import REFERENCE, Resolver, Secret
 from conductor.config.sections import (
     cassandra_settings,
     elastic_settings,
+    error_settings,
     kafka_settings,
     worker_settings,
 )
 from conductor.config.settings import ConnectorConfig
 from conductor.config.values import Reader, Section
 from conductor.errors import ConfigError
-
-log = logging.getLogger("conductor.config")
 
 SINKS = {"elasticsearch": k.ES, "cassandra": k.CASSANDRA}
 CLASS_WORDS = {"elasticsearch": "elastic", "cassandra": "cassandra"}  # in connector.class
@@ -77,8 +76,6 @@ def _parse(
     r.warnings.extend(warnings)
     fields = _build(r, environ)
     r.warnings.extend(_unknown_keys(values))
-    for warning in r.warnings:
-        log.warning("%s: %s", source, warning)
     if r.problems:
         raise ConfigError(r.problems, source)
     defaults = {key: value for key, value in r.defaults.items() if key not in given or not given[key]}
@@ -86,20 +83,21 @@ def _parse(
         **fields,
         raw=MappingProxyType(values),
         defaults=MappingProxyType(defaults),
+        notices=tuple(r.notices),
         warnings=tuple(r.warnings),
         source=source,
     )
 
 
 def _build(r: Reader, environ: Mapping[str, str]) -> dict[str, Any]:
-    """ConnectorConfig's kwargs (all but raw/defaults/warnings/source); problems go to ``r``."""
+    """ConnectorConfig's kwargs (all but raw/defaults/notices/warnings/source); problems go to ``r``."""
     s = Section(r)
-    name = s("name", r.required, "name")
-    connector_class = s("connector_class", r.string, "connector.class")
+    name = s.required("name", "name")
+    connector_class = s.string("connector_class", "connector.class")
     sink = _sink(r, connector_class)
     s.put("sink", "connector.class", sink or "")
-    topics = s("topics", r.listing, "topics")
-    regex = s("topics_regex", r.string, "topics.regex")
+    topics = s.listing("topics", "topics")
+    regex = s.string("topics_regex", "topics.regex")
     if topics and regex:
         r.problems.append("topics, topics.regex: set exactly one of them, not both")
     elif not topics and not regex:
@@ -109,58 +107,82 @@ def _build(r: Reader, environ: Mapping[str, str]) -> dict[str, Any]:
             re.compile(regex)
         except re.error as err:
             r.problems.append(f"topics.regex: not a valid regular expression ({err})")
-    s("tasks_max", r.integer, "tasks.max", 1, 1)
-    prefix = SINKS.get(sink or "")
-    if prefix:
-        s("kcql", r.required, prefix + "kcql", f" for the {sink} sink")
-        s("error_policy", r.choice, prefix + "error.policy", k.ERROR_POLICIES, "THROW")
-        s("max_retries", r.integer, prefix + "max.retries", 20, 0)
-        s("retry_interval_ms", r.integer, prefix + "retry.interval", 60_000, 0)
-    else:
-        s.values.update(kcql="", error_policy="THROW", max_retries=20, retry_interval_ms=60_000)
-    tolerance = s("errors_tolerance", r.choice, "errors.tolerance", k.TOLERANCES, "none")
-    s("errors_retry_timeout_ms", r.integer, "errors.retry.timeout", 0, -1)
-    s("errors_retry_delay_max_ms", r.integer, "errors.retry.delay.max.ms", 60_000, 0)
-    s("errors_log_enable", r.boolean, "errors.log.enable", False)
-    s("errors_log_include_messages", r.boolean, "errors.log.include.messages", False)
-    dlq = s("dlq_topic", r.string, "errors.deadletterqueue.topic.name")
-    factor = s(
-        "dlq_replication_factor",
-        r.integer,
-        "errors.deadletterqueue.topic.replication.factor",
-        1,
-        -1,
-    )
-    if factor == 0:
-        r.problems.append(
-            "errors.deadletterqueue.topic.replication.factor: expected -1 or an integer >= 1, got '0'"
-        )
-    s("dlq_context_headers", r.boolean, "errors.deadletterqueue.context.headers.enable", False)
-    if dlq and dlq in topics:
-        r.problems.append(
-            f"errors.deadletterqueue.topic.name: {dlq!r} is also in topics; failed records would loop"
-        )
-    if dlq and tolerance == "none":
-        r.warnings.append(
-            "errors.deadletterqueue.topic.name is set but errors.tolerance is none: nothing goes to the DLQ"
-        )
-    for side in ("key", "value"):
-        converter = s(f"{side}_converter", r.string, f"{side}.converter")
-        s(f"{side}_converter_schemas_enable", r.boolean, f"{side}.converter.schemas.enable", None)
-        if converter and converter not in k.SUPPORTED_CONVERTERS:
-            r.warnings.append(
-                f"{side}.converter {converter!r} is not supported: conductor decodes JSON values "
-                "and string or bytes keys"
-            )
-    s("progress_enabled", r.boolean, "connect.progress.enabled", False)
-    transforms = r.string("transforms")
-    if transforms:
-        r.warnings.append(f"transforms {transforms!r} are not supported by conductor and are ignored")
+    s.integer("tasks_max", "tasks.max", default=1, minimum=1)
+    prefix = SINKS.get(sink or "", "")
+    s.put("kcql", prefix + "kcql", r.required(prefix + "kcql", why=f" for the {sink} sink") if prefix else "")
+    s.put("errors", (), error_settings(r, prefix, topics))
+    _converters(r)
+    _declared(r)
+    elastic = elastic_settings(r) if sink == "elasticsearch" else None
     s.put("kafka", (), kafka_settings(r, f"connect-{name}", environ))
-    s.put("elastic", (), elastic_settings(r) if sink == "elasticsearch" else None)
+    s.put("elastic", (), elastic)
     s.put("cassandra", (), cassandra_settings(r) if sink == "cassandra" else None)
-    s.put("worker", (), worker_settings(r))
+    s.put("worker", (), worker_settings(r, elastic))
+    if sink:
+        _other_store(r, sink)
     return s.kwargs()
+
+
+def _converters(r: Reader) -> None:
+    """conductor decodes plain JSON values and reads keys as text: a converter that would give
+    Kafka Connect other data is refused, with what to set instead."""
+    for side in ("key", "value"):
+        key = f"{side}.converter"
+        schemas_key = f"{key}.schemas.enable"
+        converter = r.string(key)
+        schemas = r.boolean(schemas_key)
+        if converter == k.JSON_CONVERTER or (converter is None and schemas):
+            if schemas is not False:
+                why = "true" if schemas else "true, JsonConverter's default"
+                r.problems.append(
+                    f'{schemas_key}: {why}: Kafka Connect then reads the {{"schema", "payload"}} '
+                    f"envelope, which conductor does not decode yet; if the records are plain JSON, set "
+                    f"{schemas_key}=false"
+                )
+        elif converter == k.BYTES_CONVERTER and side == "value":
+            r.problems.append(
+                f"{key}: {converter} gives raw bytes, which no sink can write as a document or a row"
+            )
+        elif converter not in (None, k.STRING_CONVERTER, k.BYTES_CONVERTER):
+            r.problems.append(
+                f"{key}: {converter} is not supported yet; conductor reads plain JSON (JsonConverter with "
+                f"schemas.enable=false, or StringConverter) and keys as text"
+            )
+        elif converter is not None and r.given(schemas_key):
+            r.no_effect(schemas_key, f"{key} is not JsonConverter")
+
+
+def _declared(r: Reader) -> None:
+    """The keys declared as refused or as having no effect (keys.py), when given."""
+    for key in sorted(r.values):
+        if not r.given(key):
+            continue
+        if key in k.REFUSED:
+            r.problems.append(f"{key}: {k.REFUSED[key]}")
+        elif key in k.NO_EFFECT:
+            r.no_effect(key, k.NO_EFFECT[key])
+        elif key not in k.KNOWN_KEYS:
+            prefix = next((p for p in k.NO_EFFECT_PREFIXES if key.startswith(p)), None)
+            if prefix is not None:
+                r.no_effect(key, k.NO_EFFECT_PREFIXES[prefix])
+
+
+STORE_KEYS = {
+    "elasticsearch": k.ELASTIC_KEYS + k.ELASTIC_TLS_KEYS + (k.CONDUCTOR + "index.suffix.clock",),
+    "cassandra": k.CASSANDRA_KEYS
+    + (k.CONDUCTOR + "cassandra.max.in.flight", k.CONDUCTOR + "cassandra.unlogged.batches"),
+}
+
+
+def _other_store(r: Reader, sink: str) -> None:
+    """Keys of the store this connector does not write to."""
+    for store, keys in STORE_KEYS.items():
+        if store != sink:
+            for key in keys:
+                if r.given(key):
+                    r.no_effect(
+                        key, f"it belongs to the {store} sink, and connector.class names the {sink} sink"
+                    )
 
 
 def _sink(r: Reader, connector_class: str | None) -> str | None:
@@ -181,8 +203,6 @@ def _sink(r: Reader, connector_class: str | None) -> str | None:
                 "(e.g. io.lenses.streamreactor.connect.elastic8.ElasticSinkConnector)"
             )
             return None
-        for other in present - {chosen}:
-            r.warnings.append(f"{SINKS[other]}* keys are ignored: connector.class names the {chosen} sink")
         return chosen
     if len(present) == 1:
         return present.pop()

@@ -1,23 +1,32 @@
-"""One builder per settings section: Kafka, Elasticsearch, Cassandra and the worker."""
+"""One builder per settings section: Kafka, the two stores, errors and the worker; and the TLS
+keys, which all three servers read the same way."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import PurePath
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from conductor.config import keys as k
 from conductor.config.secrets import Secret, reveal
+from conductor.config.security import Credentials, TlsSettings
 from conductor.config.settings import (
+    CASSANDRA_WORKER_BATCH,
     CassandraSettings,
-    ElasticSettings,
+    DeadLetterSettings,
+    ElasticsearchSettings,
+    ErrorSettings,
     KafkaSettings,
     WorkerSettings,
 )
-from conductor.config.values import Reader, Section
+from conductor.config.values import Keys, Reader, Section
+from conductor.errors import ConfigError
+
+T = TypeVar("T")
 
 BARE_HOST = re.compile(r"(\[[^\]]+\]|[^:/\s\[\]]+)(?::(\d{1,5}))?")
 JAAS_OPTION = re.compile(r'([\w.]+)\s*=\s*"((?:[^"\\]|\\.)*)"')
@@ -25,65 +34,184 @@ PEM_SUFFIXES = (".pem", ".crt", ".cer", ".key")
 USERNAME_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
+def _settings(r: Reader, kind: type[T], s: Section) -> T | None:
+    """The settings object, or None when its keys had problems (already listed in `r`); its
+    own checks add theirs otherwise."""
+    try:
+        return kind(**s.kwargs())
+    except ConfigError as error:
+        if not r.problems:
+            r.problems.extend(error.problems)
+        return None
+
+
+# -- TLS ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TlsKeys:
+    """Where one server's TLS settings are in a config (each store spells them its own way)."""
+
+    cafile: Keys
+    certfile: Keys
+    keyfile: Keys
+    key_password: Keys
+    truststore: Keys
+    truststore_type: Keys
+    keystore: Keys
+    keystore_type: Keys
+    hostname: Keys | None  # Kafka's ssl.endpoint.identification.algorithm: "https" checks
+
+    def all(self) -> tuple[str, ...]:
+        named = (self.cafile, self.certfile, self.keyfile, self.key_password, self.truststore)
+        named += (self.truststore_type, self.keystore, self.keystore_type, self.hostname or ())
+        return tuple(key for keys in named for key in ((keys,) if isinstance(keys, str) else keys))
+
+
+def _prefixed(prefixes: tuple[str, ...], name: str) -> tuple[str, ...]:
+    return tuple(prefix + name for prefix in prefixes)
+
+
+def _kafka_tls_keys(prefixes: tuple[str, ...]) -> TlsKeys:
+    def key(name: str) -> tuple[str, ...]:
+        return _prefixed(prefixes, name)
+
+    return TlsKeys(
+        cafile=key("ssl.cafile"),
+        certfile=key("ssl.certfile"),
+        keyfile=key("ssl.keyfile"),
+        key_password=key("ssl.key.password") + key("ssl.keystore.password"),
+        truststore=key("ssl.truststore.location"),
+        truststore_type=key("ssl.truststore.type"),
+        keystore=key("ssl.keystore.location"),
+        keystore_type=key("ssl.keystore.type"),
+        hostname=key("ssl.endpoint.identification.algorithm"),
+    )
+
+
+KAFKA_TLS = _kafka_tls_keys(k.CONSUMER_PREFIXES)
+ELASTIC_TLS = _kafka_tls_keys(("",))  # Stream-Reactor reads the unprefixed Kafka-style ssl.* keys
+CASSANDRA_TLS = TlsKeys(
+    cafile=k.CASSANDRA + "ssl.cafile",
+    certfile=k.CASSANDRA + "ssl.certfile",
+    keyfile=k.CASSANDRA + "ssl.keyfile",
+    key_password=k.CASSANDRA + "key.store.password",
+    truststore=k.CASSANDRA + "trust.store.path",
+    truststore_type=k.CASSANDRA + "trust.store.type",
+    keystore=k.CASSANDRA + "key.store.path",
+    keystore_type=k.CASSANDRA + "key.store.type",
+    hostname=None,
+)
+
+
+def tls_settings(
+    r: Reader, keys: TlsKeys, enabled: bool, why_off: str, client_cert: bool = True
+) -> TlsSettings:
+    """TLS from PEM files, or from a Java-style store location that is PEM. With TLS off (or no
+    client certificate wanted), the keys given are reported as having no effect."""
+    if not enabled:
+        for key in keys.all():
+            if r.given(key) and key not in k.NO_EFFECT:
+                r.no_effect(key, why_off)
+        return TlsSettings()
+    cafile = pem_file(r, keys.cafile, keys.truststore, keys.truststore_type, _first(keys.cafile))
+    certfile = keyfile = password = None
+    if client_cert:
+        wanted = f"{_first(keys.certfile)} and {_first(keys.keyfile)}"
+        certfile = pem_file(r, keys.certfile, keys.keystore, keys.keystore_type, wanted)
+        keyfile = r.string(keys.keyfile)
+        password = r.secret(keys.key_password)
+    else:
+        for key in (keys.certfile, keys.keyfile, keys.keystore, keys.keystore_type, keys.key_password):
+            for name in (key,) if isinstance(key, str) else key:
+                if r.given(name):
+                    r.no_effect(name, "no client certificate is presented (ssl.client.cert.auth is false)")
+    check = verify_hostname(r, keys.hostname) if keys.hostname else True
+    return TlsSettings(True, cafile, certfile, keyfile, password, check)
+
+
+def _first(keys: Keys) -> str:
+    return keys if isinstance(keys, str) else keys[-1]
+
+
+def pem_file(r: Reader, pem_key: Keys, store_key: Keys, type_key: Keys, wanted: str) -> str | None:
+    """The PEM path: ``pem_key`` if set, else a store location that is PEM; a Java keystore
+    without a PEM alternative is a problem (Python's ssl cannot read JKS or PKCS12)."""
+    pem = r.string(pem_key)
+    if pem:
+        return pem
+    found_key, store = r.find(store_key)
+    if store is None:
+        return None
+    location = reveal(store)
+    store_type = (r.string(type_key) or "").upper()
+    if store_type == "PEM" or (not store_type and PurePath(location).suffix.lower() in PEM_SUFFIXES):
+        return location
+    r.problems.append(
+        f"{found_key}: {location} is a Java keystore, which Python cannot read; provide {wanted} as PEM"
+    )
+    return None
+
+
+def verify_hostname(r: Reader, keys: Keys) -> bool:
+    """Kafka's ssl.endpoint.identification.algorithm: 'https' (the default) checks, '' does not."""
+    for key in (keys,) if isinstance(keys, str) else keys:
+        if key in r.values:
+            return reveal(r.values[key]).strip().lower() == "https"
+    return True
+
+
+# -- Kafka -------------------------------------------------------------------------------------
+
+
 def kafka_settings(r: Reader, group_id: str, environ: Mapping[str, str]) -> KafkaSettings:
     """Bare keys, overridden by consumer.X, overridden by consumer.override.X (as in Connect)."""
     s = Section(r)
     default_servers = environ.get("CONDUCTOR_KAFKA_BOOTSTRAP") or "localhost:9092"
-    s("bootstrap_servers", r.string, _consumer("bootstrap.servers", bare=True), default_servers)
-    protocol = s(
-        "security_protocol",
-        r.choice,
-        _consumer("security.protocol", bare=True),
-        k.SECURITY_PROTOCOLS,
-        "PLAINTEXT",
+    s.listing("bootstrap_servers", _consumer("bootstrap.servers"), default=default_servers)
+    protocol = s.choice(
+        "security_protocol", _consumer("security.protocol"), k.SECURITY_PROTOCOLS, default="PLAINTEXT"
     )
-    sasl = protocol.startswith("SASL")
-    mechanism = s(
-        "sasl_mechanism",
-        r.choice,
-        _consumer("sasl.mechanism", bare=True),
-        k.SASL_MECHANISMS,
-        "GSSAPI" if sasl else None,
-    )
-    jaas_key, jaas = r.find(_consumer("sasl.jaas.config", bare=True))
-    options = _jaas_options(reveal(jaas)) if jaas is not None else {}
-    username, password = options.get("username"), options.get("password")
-    if sasl and mechanism in USERNAME_MECHANISMS and (username is None or password is None):
-        r.problems.append(
-            f'{jaas_key}: sasl.mechanism {mechanism} needs username="..." password="..." in the JAAS config'
-        )
-    s.put("sasl_username", jaas_key, username)
-    s.put("sasl_password", jaas_key, None if password is None else Secret(password))
-    if jaas is not None:
-        s.masked.add("sasl_username")  # it comes out of a secret value
-    s("sasl_kerberos_service_name", r.string, _consumer("sasl.kerberos.service.name", bare=True))
-    cafile = pem_file(
-        r,
-        _consumer("ssl.cafile"),
-        _consumer("ssl.truststore.location"),
-        _consumer("ssl.truststore.type"),
-    )
-    s.put("ssl_cafile", _consumer("ssl.truststore.location"), cafile)
-    s("ssl_certfile", r.string, _consumer("ssl.certfile"))
-    s("ssl_keyfile", r.string, _consumer("ssl.keyfile"))
-    s("ssl_password", r.secret, _consumer("ssl.key.password"))
+    if protocol.startswith("SASL"):
+        _sasl(r, s)
+    else:
+        for name in ("sasl.mechanism", "sasl.jaas.config", "sasl.kerberos.service.name"):
+            key, value = r.find(_consumer(name))
+            if value is not None:
+                r.no_effect(key, f"security.protocol is {protocol}, without SASL")
     s.put(
-        "ssl_check_hostname",
+        "tls",
         (),
-        verify_hostname(r, _consumer("ssl.endpoint.identification.algorithm")),
+        tls_settings(r, KAFKA_TLS, "SSL" in protocol, f"security.protocol is {protocol}, without SSL"),
     )
-    s("auto_offset_reset", r.choice, _consumer("auto.offset.reset"), k.OFFSET_RESETS, "earliest")
-    for name in ("max.poll.records", "fetch.max.bytes", "max.partition.fetch.bytes"):
-        s(name.replace(".", "_"), r.integer, _consumer(name), None, 1)
-    for name in ("session.timeout.ms", "heartbeat.interval.ms", "max.poll.interval.ms"):
-        s(name.replace(".", "_"), r.integer, _consumer(name), None, 1)
-    extra, extra_keys = _consumer_extra(r)
-    s.put("extra", extra_keys, MappingProxyType(extra))
+    handled = set(k.CONSUMER_SECURITY)
+    s.put("consumer", (), client_settings(r, k.CONSUMER_PREFIXES, k.CONSUMER_SETTINGS, handled, "consumer"))
+    s.put("producer", (), client_settings(r, k.PRODUCER_PREFIXES, k.PRODUCER_SETTINGS, handled, "producer"))
+    s.put("admin", (), client_settings(r, k.ADMIN_PREFIXES, k.ADMIN_SETTINGS, handled, "admin"))
     return KafkaSettings(group_id=group_id, **s.kwargs())
 
 
-def _consumer(name: str, bare: bool = False) -> tuple[str, ...]:
-    return ("consumer.override." + name, "consumer." + name) + ((name,) if bare else ())
+def _consumer(name: str) -> tuple[str, ...]:
+    return _prefixed(k.CONSUMER_PREFIXES, name) + (name,)
+
+
+def _sasl(r: Reader, s: Section) -> None:
+    mechanism = s.choice("sasl_mechanism", _consumer("sasl.mechanism"), k.SASL_MECHANISMS, default="GSSAPI")
+    jaas_key, jaas = r.find(_consumer("sasl.jaas.config"))
+    options = _jaas_options(reveal(jaas)) if jaas is not None else {}
+    username, password = options.get("username"), options.get("password")
+    credentials = None
+    if mechanism in USERNAME_MECHANISMS:
+        if username is None or password is None:
+            r.problems.append(
+                f'{jaas_key}: sasl.mechanism {mechanism} needs username="..." password="..." in the JAAS config'
+            )
+        else:
+            credentials = Credentials(username, Secret(password))
+    s.put("credentials", jaas_key, credentials)
+    if jaas is not None:
+        s.masked.add("credentials")  # the user name comes out of a secret value
+    s.string("kerberos_service_name", _consumer("sasl.kerberos.service.name"))
 
 
 def _jaas_options(text: str) -> dict[str, str]:
@@ -91,78 +219,74 @@ def _jaas_options(text: str) -> dict[str, str]:
     return {m.group(1): re.sub(r"\\(.)", r"\1", m.group(2)) for m in JAAS_OPTION.finditer(text)}
 
 
-def _consumer_extra(r: Reader) -> tuple[dict[str, Any], tuple[str, ...]]:
-    """Further consumer overrides as kafka-python kwargs; warns about those not used."""
+def client_settings(
+    r: Reader,
+    prefixes: tuple[str, ...],
+    table: Mapping[str, tuple[str, str]],
+    handled: set[str],
+    client: str,
+) -> Mapping[str, Any]:
+    """One client's overrides as kafka-python keywords (the first prefix wins); the keys given
+    that it cannot use are reported."""
     readers: dict[str, Callable[[str], Any]] = {
         "str": r.string,
-        "int": lambda key: r.integer(key, None, 0),
-        "bool": lambda key: r.boolean(key, None),
-        "isolation": lambda key: r.choice(key, k.ISOLATION_LEVELS, None),
+        "int": lambda key: r.integer(key, minimum=0),
+        "bool": r.boolean,
+        "isolation": lambda key: r.choice(key, k.ISOLATION_LEVELS),
+        "offset_reset": lambda key: r.choice(key, k.OFFSET_RESETS),
+        "compression": lambda key: r.choice(key, k.COMPRESSION_TYPES),
     }
-    handled = set(k.CONSUMER_FIELDS + k.CONSUMER_SECURITY)
-    extra: dict[str, Any] = {}
-    used: list[str] = []
-    for prefix in reversed(k.CONSUMER_PREFIXES):  # consumer.X first, so consumer.override.X wins
+    found: dict[str, Any] = {}
+    for prefix in reversed(prefixes):  # the plainest first, so the most specific one wins
         for key in sorted(r.values):
-            if not key.startswith(prefix) or (prefix == "consumer." and key.startswith("consumer.override.")):
+            if not key.startswith(prefix) or any(key.startswith(p) for p in prefixes if len(p) > len(prefix)):
                 continue
             setting = key[len(prefix) :]
-            if setting in handled:
+            if setting in handled and client == "consumer":
                 continue
-            if setting in k.CONSUMER_PASSTHROUGH:
-                kwarg, kind = k.CONSUMER_PASSTHROUGH[setting]
+            if setting in table:
+                keyword, kind = table[setting]
                 value = readers[kind](key)
                 if value is not None:
-                    extra[kwarg] = value
-                    used.append(key)
-            elif setting in k.CONSUMER_MANAGED:
-                r.warnings.append(f"{key} is ignored: conductor sets {setting} itself")
+                    found[keyword] = None if value == "none" and kind == "compression" else value
+            elif setting in k.MANAGED_SETTINGS:
+                r.no_effect(key, f"conductor sets {setting} itself: {k.MANAGED_SETTINGS[setting]}")
+            elif setting in handled:
+                r.no_effect(key, f"the {client} uses the consumer's security settings")
             else:
-                r.warnings.append(f"{key} is not used by conductor's Kafka consumer and is ignored")
-    return extra, tuple(used)
+                r.no_effect(key, f"conductor's Kafka {client} has no such setting")
+    return MappingProxyType(found)
 
 
-def elastic_settings(r: Reader) -> ElasticSettings:
+# -- Elasticsearch -------------------------------------------------------------------------------
+
+
+def elastic_settings(r: Reader) -> ElasticsearchSettings | None:
     s = Section(r)
     es = k.ES
-    protocol = s("protocol", r.choice, es + "protocol", k.PROTOCOLS, "http")
-    port = s("port", r.integer, es + "port", 9200, 1, 65535)
-    s.put(
-        "hosts",
-        es + "hosts",
-        host_urls(r, r.string(es + "hosts", "localhost") or "", protocol, port),
-    )
-    s("username", r.string, es + "use.http.username")
-    s("password", r.secret, es + "use.http.password")
-    s("batch_size", r.integer, es + "batch.size", 4000, 1)
-    s("write_timeout_ms", r.integer, es + "write.timeout", 300_000, 1)
-    s("pk_separator", r.string, es + "pk.separator", "-")
-    s("index_prefix", r.string, (es + "tableprefix", es + "prefix"))
-    s("cluster_name", r.string, es + "cluster.name")
-    s.put(
-        "ssl_cafile",
-        "ssl.truststore.location",
-        pem_file(r, "ssl.cafile", "ssl.truststore.location", "ssl.truststore.type"),
-    )
-    s.put(
-        "ssl_certfile",
-        "ssl.keystore.location",
-        pem_file(
-            r,
-            "ssl.certfile",
-            "ssl.keystore.location",
-            "ssl.keystore.type",
-            "ssl.certfile and ssl.keyfile",
-        ),
-    )
-    s("ssl_keyfile", r.string, "ssl.keyfile")
-    s("ssl_key_password", r.secret, "ssl.key.password")
-    s.put("ssl_verify_hostname", (), verify_hostname(r, ("ssl.endpoint.identification.algorithm",)))
-    s("ssl_truststore_location", r.string, "ssl.truststore.location")
-    s("ssl_truststore_password", r.secret, "ssl.truststore.password")
-    s("ssl_keystore_location", r.string, "ssl.keystore.location")
-    s("ssl_keystore_password", r.secret, "ssl.keystore.password")
-    return ElasticSettings(**s.kwargs())
+    protocol = r.choice(es + "protocol", k.PROTOCOLS, default="http")
+    port = r.integer(es + "port", default=9200, minimum=1, maximum=65535)
+    text = r.string(es + "hosts", default="localhost") or ""
+    hosts = s.put("hosts", (es + "hosts", es + "port", es + "protocol"), host_urls(r, text, protocol, port))
+    username = r.string(es + "use.http.username")
+    password = r.secret(es + "use.http.password")
+    if username and password:
+        s.put(
+            "credentials",
+            (es + "use.http.username", es + "use.http.password"),
+            Credentials(username, password),
+        )
+    elif username or password:
+        given = es + ("use.http.username" if username else "use.http.password")
+        r.no_effect(given, "Stream-Reactor sends credentials only when both user name and password are set")
+    tls_on = any(url.startswith("https://") for url in hosts)
+    s.put("tls", (), tls_settings(r, ELASTIC_TLS, tls_on, "no Elasticsearch host uses https"))
+    s.integer("batch_size", es + "batch.size", default=4000, minimum=1)
+    s.integer("max_bytes", k.CONDUCTOR + "batch.max.bytes", default=5_000_000, minimum=1)
+    s.integer("write_timeout_ms", es + "write.timeout", default=300_000, minimum=1)
+    s.string("pk_separator", es + "pk.separator", default="-")
+    s.choice("suffix_clock", k.CONDUCTOR + "index.suffix.clock", k.INDEX_SUFFIX_CLOCKS, default="record")
+    return _settings(r, ElasticsearchSettings, s)
 
 
 def host_urls(r: Reader, text: str, protocol: str, port: int) -> tuple[str, ...]:
@@ -201,117 +325,137 @@ def _full_url(text: str, port: int) -> str | None:
     return urlunsplit((parts.scheme, f"{parts.netloc}:{port}", parts.path, parts.query, parts.fragment))
 
 
-def cassandra_settings(r: Reader) -> CassandraSettings:
+# -- Cassandra -----------------------------------------------------------------------------------
+
+
+def cassandra_settings(r: Reader) -> CassandraSettings | None:
     s = Section(r)
     c = k.CASSANDRA
-    s("contact_points", r.listing, c + "contact.points", "localhost")
-    s("port", r.integer, c + "port", 9042, 1, 65535)
-    s("keyspace", r.required, c + "key.space", " for the cassandra sink")
-    s("username", r.string, c + "username")
-    s("password", r.secret, c + "password")
-    s("consistency_level", r.choice, c + "consistency.level", k.CONSISTENCY_LEVELS, None)
-    s(
-        "load_balancing_policy",
-        r.choice,
-        c + "load.balancing.policy",
-        k.LOAD_BALANCING_POLICIES,
-        None,
-    )
-    s("batch_size", r.integer, c + "batch.size", 100, 1)
-    s("max_in_flight", r.integer, "conductor.cassandra.max.in.flight", 128, 1)
-    s("unlogged_batches", r.boolean, "conductor.cassandra.unlogged.batches", False)
-    ssl = s("ssl_enabled", r.boolean, c + "ssl.enabled", False)
-    client_auth = s("ssl_client_cert_auth", r.boolean, c + "ssl.client.cert.auth", False)
-    if ssl:
-        s.put(
-            "ssl_cafile",
-            c + "trust.store.path",
-            pem_file(r, c + "ssl.cafile", c + "trust.store.path", c + "trust.store.type"),
+    s.listing("contact_points", c + "contact.points", default="localhost")
+    s.integer("port", c + "port", default=9042, minimum=1, maximum=65535)
+    s.required("keyspace", c + "key.space", why=" for the cassandra sink")
+    username, password = r.string(c + "username"), r.secret(c + "password")
+    if username and password:
+        s.put("credentials", (c + "username", c + "password"), Credentials(username, password))
+    elif username or password:
+        given = c + ("username" if username else "password")
+        r.no_effect(given, "Stream-Reactor sends credentials only when both user name and password are set")
+    s.choice("consistency_level", c + "consistency.level", k.CONSISTENCY_LEVELS)
+    s.choice("load_balancing_policy", c + "load.balancing.policy", k.LOAD_BALANCING_POLICIES)
+    s.put("max_in_flight", (c + "threadpool.size", "conductor.cassandra.max.in.flight"), _in_flight(r))
+    s.integer("batch_size", c + "batch.size", default=100, minimum=1)
+    s.boolean("unlogged_batches", k.CONDUCTOR + "cassandra.unlogged.batches", default=False)
+    ssl = r.boolean(c + "ssl.enabled", default=False)
+    client_cert = r.boolean(c + "ssl.client.cert.auth", default=False)
+    if not ssl and r.given(c + "ssl.client.cert.auth"):
+        r.no_effect(c + "ssl.client.cert.auth", f"{c}ssl.enabled is false")
+    tls = tls_settings(r, CASSANDRA_TLS, ssl, f"{c}ssl.enabled is false", client_cert=client_cert)
+    if ssl and client_cert and not tls.certfile and not any("key.store.path" in p for p in r.problems):
+        r.problems.append(
+            f"{c}ssl.client.cert.auth: true needs a client certificate ({c}ssl.certfile and {c}ssl.keyfile)"
         )
-    else:
-        s("ssl_cafile", r.string, c + "ssl.cafile")
-    if ssl and client_auth:
-        s.put(
-            "ssl_certfile",
-            c + "key.store.path",
-            pem_file(
-                r,
-                c + "ssl.certfile",
-                c + "key.store.path",
-                c + "key.store.type",
-                f"{c}ssl.certfile and {c}ssl.keyfile",
-            ),
-        )
-    else:
-        s("ssl_certfile", r.string, c + "ssl.certfile")
-    s("ssl_keyfile", r.string, c + "ssl.keyfile")
-    s("trust_store_path", r.string, c + "trust.store.path")
-    s("trust_store_password", r.secret, c + "trust.store.password")
-    s("key_store_path", r.string, c + "key.store.path")
-    s("key_store_password", r.secret, c + "key.store.password")
-    delete = s("delete_enabled", r.boolean, c + "delete.enabled", False)
-    statement = s("delete_statement", r.string, c + "delete.statement")
+    s.put("tls", (), tls)
+    delete = s.boolean("delete_enabled", c + "delete.enabled", default=False)
+    statement = r.string(c + "delete.statement")
     if delete and not statement:
         r.problems.append(f"{c}delete.statement: required when {c}delete.enabled is true, but missing")
-    s("delete_struct_fields", r.listing, c + "delete.struct_flds")
-    s("default_value", r.choice, c + "default.value", k.DEFAULT_VALUES, None)
-    s("connect_timeout_ms", r.integer, (c + "connect.timeout.ms", "connect.timeout.ms"), 5000, 1)
-    s("read_timeout_ms", r.integer, (c + "read.timeout.ms", "read.timeout.ms"), 12000, 1)
-    return CassandraSettings(**s.kwargs())
+    for key in (c + "delete.statement", c + "delete.struct_flds"):
+        if not delete and r.given(key):
+            r.no_effect(key, f"{c}delete.enabled is false")
+    s.put("delete_statement", c + "delete.statement", statement if delete else None)
+    s.put(
+        "delete_key_fields", c + "delete.struct_flds", r.listing(c + "delete.struct_flds") if delete else ()
+    )
+    s.put("default_value", c + "default.value", r.choice(c + "default.value", k.DEFAULT_VALUES) or "UNSET")
+    connect_ms = r.integer((c + "connect.timeout.ms", "connect.timeout.ms"), default=5000, minimum=1)
+    read_ms = r.integer((c + "read.timeout.ms", "read.timeout.ms"), default=12000, minimum=1)
+    s.put("connect_timeout_s", (c + "connect.timeout.ms", "connect.timeout.ms"), connect_ms / 1000)
+    s.put("request_timeout_s", (c + "read.timeout.ms", "read.timeout.ms"), read_ms / 1000)
+    return _settings(r, CassandraSettings, s)
 
 
-def worker_settings(r: Reader) -> WorkerSettings:
+def _in_flight(r: Reader) -> int:
+    """Write concurrency: conductor.cassandra.max.in.flight, else Stream-Reactor's threadpool.size
+    (0: 4 per CPU there; conductor's 128 requests in flight here), else 128."""
+    ours = r.integer(k.CONDUCTOR + "cassandra.max.in.flight", minimum=1)
+    theirs = r.integer(k.CASSANDRA + "threadpool.size", minimum=0)
+    if ours is not None and theirs:
+        r.problems.append(
+            f"{k.CASSANDRA}threadpool.size and conductor.cassandra.max.in.flight both set the write "
+            f"concurrency ({theirs} and {ours}); keep one"
+        )
+    return ours or theirs or 128
+
+
+# -- errors and the worker -----------------------------------------------------------------------
+
+
+def error_settings(r: Reader, prefix: str, topics: tuple[str, ...]) -> ErrorSettings:
     s = Section(r)
-    w = "conductor."
-    s("batch_max_records", r.integer, w + "batch.max.records", None, 1)
-    s("batch_max_bytes", r.integer, w + "batch.max.bytes", 5_000_000, 1)
-    s("linger_ms", r.integer, w + "linger.ms", 500, 0)
-    s("rss_limit_mb", r.integer, w + "worker.rss.limit.mb", 1024, 0)
-    s("heartbeat_timeout_s", r.number, w + "worker.heartbeat.timeout.s", 60.0, 1.0)
-    s("drain_timeout_s", r.number, w + "drain.timeout.s", 30.0, 0.0)
-    initial = s("restart_backoff_initial_s", r.number, w + "restart.backoff.initial.s", 1.0, 0.0)
-    most = s("restart_backoff_max_s", r.number, w + "restart.backoff.max.s", 300.0, 0.0)
+    if prefix:
+        s.choice("policy", prefix + "error.policy", k.ERROR_POLICIES, default="THROW")
+        s.integer("max_retries", prefix + "max.retries", default=20, minimum=-1)
+        s.integer("retry_interval_ms", prefix + "retry.interval", default=60_000, minimum=0)
+    tolerance = s.choice("tolerance", "errors.tolerance", k.TOLERANCES, default="none")
+    s.boolean("log_enable", "errors.log.enable", default=False)
+    s.boolean("log_include_messages", "errors.log.include.messages", default=False)
+    s.put("dead_letter", "errors.deadletterqueue.topic.name", _dead_letter(r, tolerance, topics))
+    return ErrorSettings(**s.kwargs())
+
+
+def _dead_letter(r: Reader, tolerance: str, topics: tuple[str, ...]) -> DeadLetterSettings | None:
+    name_key = "errors.deadletterqueue.topic.name"
+    topic = r.string(name_key)
+    factor = r.integer("errors.deadletterqueue.topic.replication.factor", default=3, minimum=-1)
+    if factor == 0:
+        r.problems.append(
+            "errors.deadletterqueue.topic.replication.factor: expected -1 or an integer >= 1, got '0'"
+        )
+    headers = r.boolean("errors.deadletterqueue.context.headers.enable", default=False)
+    dependent = (
+        "errors.deadletterqueue.topic.replication.factor",
+        "errors.deadletterqueue.context.headers.enable",
+    )
+    if not topic:
+        for key in dependent:
+            if r.given(key):
+                r.no_effect(key, f"{name_key} is not set")
+        return None
+    if topic in topics:
+        r.problems.append(f"{name_key}: {topic!r} is also in topics; failed records would loop")
+    if tolerance == "none":
+        for key in (name_key, *dependent):
+            if r.given(key):
+                r.no_effect(
+                    key,
+                    "errors.tolerance is none, so a record that cannot be decoded stops the task and none "
+                    "is sent to the dead-letter topic (Kafka Connect would copy it there first, again at "
+                    "every restart)",
+                )
+        return None
+    return DeadLetterSettings(topic, factor, headers)
+
+
+def worker_settings(r: Reader, elastic: ElasticsearchSettings | None) -> WorkerSettings:
+    """The worker writes and commits every connect.elastic.batch.size records (one bulk, as in
+    Stream-Reactor) for Elasticsearch, every CASSANDRA_WORKER_BATCH for Cassandra, unless
+    conductor.batch.max.records says otherwise."""
+    s = Section(r)
+    w = k.CONDUCTOR
+    default_batch = elastic.batch_size if elastic is not None else CASSANDRA_WORKER_BATCH
+    s.integer("batch_max_records", w + "batch.max.records", default=default_batch, minimum=1)
+    s.integer("batch_max_bytes", w + "batch.max.bytes", default=5_000_000, minimum=1)
+    s.integer("linger_ms", w + "linger.ms", default=500, minimum=0)
+    s.integer("rss_limit_mb", w + "worker.rss.limit.mb", default=1024, minimum=0)
+    s.number("heartbeat_timeout_s", w + "worker.heartbeat.timeout.s", default=60.0, minimum=1.0)
+    s.number("drain_timeout_s", w + "drain.timeout.s", default=30.0, minimum=0.0)
+    initial = s.number("restart_backoff_initial_s", w + "restart.backoff.initial.s", default=1.0, minimum=0.0)
+    most = s.number("restart_backoff_max_s", w + "restart.backoff.max.s", default=300.0, minimum=0.0)
     if most < initial:
         r.problems.append(
             f"{w}restart.backoff.max.s: must be >= {w}restart.backoff.initial.s ({most} < {initial})"
         )
-    s("restart_max", r.integer, w + "restart.max", 10, 0)
-    s("index_suffix_clock", r.choice, w + "index.suffix.clock", k.INDEX_SUFFIX_CLOCKS, "record")
-    s("status_port", r.integer, w + "status.port", 0, 0, 65535)
-    s("static_membership", r.boolean, w + "static.membership", True)
+    s.integer("restart_max", w + "restart.max", default=10, minimum=0)
+    s.boolean("static_membership", w + "static.membership", default=True)
+    s.boolean("progress", "connect.progress.enabled", default=True)
     return WorkerSettings(**s.kwargs())
-
-
-def pem_file(
-    r: Reader,
-    pem_key: str | tuple[str, ...],
-    store_key: str | tuple[str, ...],
-    type_key: str | tuple[str, ...],
-    wanted: str = "",
-) -> str | None:
-    """The PEM path: ``pem_key`` if set, else a store location that is PEM; a Java keystore
-    without a PEM alternative is a problem (Python's ssl cannot read JKS or PKCS12)."""
-    pem = r.string(pem_key)
-    if pem:
-        return pem
-    found_key, store = r.find(store_key)
-    if store is None:
-        return None
-    location = reveal(store)
-    store_type = (r.string(type_key) or "").upper()
-    if store_type == "PEM" or (not store_type and PurePath(location).suffix.lower() in PEM_SUFFIXES):
-        return location
-    named = pem_key if isinstance(pem_key, str) else pem_key[0]
-    r.problems.append(
-        f"{found_key}: {location} is a Java keystore, which Python cannot read; "
-        f"provide {wanted or named} as PEM"
-    )
-    return None
-
-
-def verify_hostname(r: Reader, keys: tuple[str, ...]) -> bool:
-    """Kafka's ssl.endpoint.identification.algorithm: 'https' (default) checks, '' does not."""
-    for key in keys:
-        if key in r.values:
-            return reveal(r.values[key]).strip().lower() == "https"
-    return True

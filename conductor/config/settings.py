@@ -1,8 +1,10 @@
-"""The validated settings: frozen dataclasses whose repr never shows a secret.
+"""The validated settings: one frozen dataclass per part of a connector, whose repr never shows
+a secret.
 
-Secret fields (passwords) hold a `Secret`.  Other fields hold plain values even when they
-came from a ``${...}`` reference, so a caller can use them directly; such fields are named
-in ``masked`` and shown as '******' by repr.
+Secret fields (passwords) hold a `Secret`. Other fields hold plain values even when they came
+from a ``${...}`` reference, so a caller can use them directly; such fields are named in
+``masked`` and shown as '******' by repr. The sinks and tasks take these classes as they are:
+there is one settings class per store.
 """
 
 from __future__ import annotations
@@ -11,8 +13,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from conductor.config.secrets import MASK, Secret, is_secret_key
+from conductor.config.security import Credentials, TlsSettings
+from conductor.errors import ConfigError
+
+# Records per write-and-commit for a Cassandra connector: connect.cassandra.batch.size bounds an
+# unlogged batch statement there, and a commit per 100 rows would stall the writes.
+CASSANDRA_WORKER_BATCH = 2000
 
 
 class Masked:
@@ -29,188 +38,212 @@ class Masked:
         return f"{type(self).__name__}({', '.join(shown)})"
 
 
-# Consumer overrides that mean the same to KafkaProducer (connection settings).
-PRODUCER_SHARED = frozenset(
-    {
-        "request_timeout_ms", "retry_backoff_ms", "reconnect_backoff_ms",
-        "reconnect_backoff_max_ms", "metadata_max_age_ms", "connections_max_idle_ms",
-        "receive_buffer_bytes", "send_buffer_bytes",
-    }
-)  # fmt: skip
-
-
-# Records per write-and-commit for a Cassandra connector (see ConnectorConfig.sink_batch_size).
-CASSANDRA_WORKER_BATCH = 2000
-
-
 def masked_field() -> Any:
     return field(default=frozenset(), repr=False, compare=False)
 
 
-def _reveal(secret: Secret | None) -> str | None:
-    return None if secret is None else secret.reveal()
+def _positive(where: str, values: Mapping[str, float]) -> list[str]:
+    return [f"{where} {name} must be positive (got {value})" for name, value in values.items() if value <= 0]
+
+
+def redact(url: str) -> str:
+    """A URL without its user:password, for messages."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
 @dataclass(frozen=True, repr=False)
 class KafkaSettings(Masked):
-    """How the workers consume: bootstrap servers, security, and consumer overrides.
+    """How the workers reach Kafka: brokers, security, and the settings of each client.
 
-    ``None`` for a tuning field means "the client's default".  ``extra`` holds further
-    consumer overrides as kafka-python kwargs (``consumer.override.client.id`` -> client_id).
+    ``consumer``, ``producer`` and ``admin`` hold further kafka-python keywords for that client
+    (``consumer.override.client.id`` -> consumer ``client_id``); the connection's own settings
+    are in the other fields.
     """
 
-    bootstrap_servers: str
+    bootstrap_servers: tuple[str, ...]
     group_id: str
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None
-    sasl_username: str | None = None
-    sasl_password: Secret | None = None
-    sasl_kerberos_service_name: str | None = None
-    ssl_cafile: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
-    ssl_password: Secret | None = None
-    ssl_check_hostname: bool = True
-    auto_offset_reset: str = "earliest"
-    max_poll_records: int | None = None
-    session_timeout_ms: int | None = None
-    heartbeat_interval_ms: int | None = None
-    max_poll_interval_ms: int | None = None
-    fetch_max_bytes: int | None = None
-    max_partition_fetch_bytes: int | None = None
-    extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    credentials: Credentials | None = None  # SASL PLAIN and SCRAM
+    kerberos_service_name: str | None = None
+    tls: TlsSettings = field(default_factory=TlsSettings)
+    consumer: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    producer: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    admin: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     masked: frozenset[str] = masked_field()
 
-    def to_kafka_python_kwargs(self, producer: bool = False) -> dict[str, Any]:
-        """kafka-python KafkaConsumer kwargs; the only place the Kafka secrets are revealed.
-
-        Includes ``group_id`` and ``enable_auto_commit=False`` (conductor commits after the
-        write); the caller adds ``group_instance_id`` for static membership.  With
-        ``producer=True``: KafkaProducer kwargs, connection and security only (for the DLQ).
-        """
+    def connection_kwargs(self) -> dict[str, Any]:
+        """kafka-python keywords every client needs; the only place the Kafka secrets are revealed."""
         kwargs: dict[str, Any] = {
-            "bootstrap_servers": [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()],
+            "bootstrap_servers": list(self.bootstrap_servers),
             "security_protocol": self.security_protocol,
         }
-        security = {
-            "sasl_mechanism": self.sasl_mechanism,
-            "sasl_plain_username": self.sasl_username,
-            "sasl_plain_password": _reveal(self.sasl_password),
-            "sasl_kerberos_service_name": self.sasl_kerberos_service_name,
-            "ssl_cafile": self.ssl_cafile,
-            "ssl_certfile": self.ssl_certfile,
-            "ssl_keyfile": self.ssl_keyfile,
-            "ssl_password": _reveal(self.ssl_password),
-        }
-        kwargs.update({k: v for k, v in security.items() if v is not None})
-        if "SSL" in self.security_protocol:
-            kwargs["ssl_check_hostname"] = self.ssl_check_hostname
-        if producer:
-            kwargs.update({k: v for k, v in self.extra.items() if k in PRODUCER_SHARED})
-            return kwargs
-        tuning = {
-            "max_poll_records": self.max_poll_records,
-            "session_timeout_ms": self.session_timeout_ms,
-            "heartbeat_interval_ms": self.heartbeat_interval_ms,
-            "max_poll_interval_ms": self.max_poll_interval_ms,
-            "fetch_max_bytes": self.fetch_max_bytes,
-            "max_partition_fetch_bytes": self.max_partition_fetch_bytes,
-        }
-        kwargs.update(group_id=self.group_id, enable_auto_commit=False)
-        kwargs["auto_offset_reset"] = self.auto_offset_reset
-        kwargs.update({k: v for k, v in tuning.items() if v is not None})
-        kwargs.update(self.extra)
+        if self.sasl_mechanism:
+            kwargs["sasl_mechanism"] = self.sasl_mechanism
+        if self.credentials is not None:
+            kwargs["sasl_plain_username"] = self.credentials.username
+            kwargs["sasl_plain_password"] = self.credentials.password.reveal()
+        if self.kerberos_service_name:
+            kwargs["sasl_kerberos_service_name"] = self.kerberos_service_name
+        context = self.tls.context()
+        if context is not None:
+            kwargs["ssl_context"] = context
         return kwargs
+
+    def consumer_kwargs(self) -> dict[str, Any]:
+        """KafkaConsumer keywords: the group, no auto-commit (conductor commits after each
+        write), and the consumer overrides. The caller adds group_instance_id."""
+        return {
+            **self.connection_kwargs(),
+            "group_id": self.group_id,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            **self.consumer,
+        }
+
+    def producer_kwargs(self) -> dict[str, Any]:
+        return {**self.connection_kwargs(), **self.producer}
+
+    def admin_kwargs(self) -> dict[str, Any]:
+        return {**self.connection_kwargs(), **self.admin}
 
 
 @dataclass(frozen=True, repr=False)
-class ElasticSettings(Masked):
-    """The Elasticsearch sink: ``hosts`` are full URLs (protocol://host:port)."""
+class ElasticsearchSettings(Masked):
+    """The Elasticsearch sink. ``hosts`` are full URLs (protocol://host:port)."""
 
     hosts: tuple[str, ...]
-    protocol: str = "http"
-    port: int = 9200
-    username: str | None = None
-    password: Secret | None = None
-    batch_size: int = 4000
+    credentials: Credentials | None = None
+    tls: TlsSettings = field(default_factory=TlsSettings)
+    batch_size: int = 4000  # actions per bulk request (connect.elastic.batch.size)
+    max_bytes: int = 5_000_000  # bytes per bulk request (conductor.batch.max.bytes)
     write_timeout_ms: int = 300_000
     pk_separator: str = "-"
-    index_prefix: str | None = None
-    cluster_name: str | None = None
-    ssl_cafile: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
-    ssl_key_password: Secret | None = None
-    ssl_verify_hostname: bool = True
-    ssl_truststore_location: str | None = None
-    ssl_truststore_password: Secret | None = None
-    ssl_keystore_location: str | None = None
-    ssl_keystore_password: Secret | None = None
+    suffix_clock: str = "record"  # "record": WITHINDEXSUFFIX dates come from the record's timestamp
     masked: frozenset[str] = masked_field()
 
-    def to_client_kwargs(self) -> dict[str, Any]:
-        """elasticsearch.Elasticsearch(...) kwargs; reveals the password.  Retries are left to
-        the caller (the error policy decides them)."""
-        kwargs: dict[str, Any] = {
-            "hosts": list(self.hosts),
-            "request_timeout": self.write_timeout_ms / 1000,
-        }
-        if self.username:
-            kwargs["basic_auth"] = (self.username, _reveal(self.password) or "")
-        if any(host.startswith("https://") for host in self.hosts):
-            optional = {
-                "ca_certs": self.ssl_cafile,
-                "client_cert": self.ssl_certfile,
-                "client_key": self.ssl_keyfile,
-            }
-            kwargs.update({k: v for k, v in optional.items() if v})
-            if not self.ssl_verify_hostname:
-                kwargs["ssl_assert_hostname"] = False
+    def __post_init__(self) -> None:
+        problems = [] if self.hosts else ["elasticsearch hosts: at least one URL is required"]
+        problems += _positive(
+            "elasticsearch",
+            {
+                "batch_size": self.batch_size,
+                "max_bytes": self.max_bytes,
+                "write_timeout_ms": self.write_timeout_ms,
+            },
+        )
+        if self.suffix_clock not in ("record", "wallclock"):
+            problems.append(
+                f"elasticsearch suffix_clock must be 'record' or 'wallclock' (got {self.suffix_clock!r})"
+            )
+        if problems:
+            raise ConfigError(problems, "elasticsearch settings")
+
+    @property
+    def where(self) -> str:
+        """The hosts without any user:password, for messages."""
+        return ", ".join(redact(host) for host in self.hosts)
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """elasticsearch.Elasticsearch keywords for authentication and TLS; reveals the password."""
+        kwargs: dict[str, Any] = {}
+        if self.credentials is not None:
+            kwargs["basic_auth"] = (self.credentials.username, self.credentials.password.reveal())
+        context = self.tls.context()
+        if context is not None:
+            kwargs["ssl_context"] = context
         return kwargs
 
 
 @dataclass(frozen=True, repr=False)
 class CassandraSettings(Masked):
-    """The Cassandra sink (Stream-Reactor's connect.cassandra.* keys).
-
-    ``consistency_level``, ``default_value`` and ``load_balancing_policy`` are None for the
-    driver's default.  ``ssl_cafile/certfile/keyfile`` are PEM paths (Python cannot read JKS).
-    """
+    """The Cassandra sink (Stream-Reactor's connect.cassandra.* keys). ``consistency_level`` and
+    ``load_balancing_policy`` are None for the driver's default."""
 
     contact_points: tuple[str, ...]
     keyspace: str
     port: int = 9042
-    username: str | None = None
-    password: Secret | None = None
+    credentials: Credentials | None = None
+    tls: TlsSettings = field(default_factory=TlsSettings)
     consistency_level: str | None = None
     load_balancing_policy: str | None = None
-    batch_size: int = 100  # statements per unlogged batch (with unlogged_batches)
     max_in_flight: int = 128  # requests a worker keeps in flight
+    batch_size: int = 100  # statements per unlogged batch (with unlogged_batches)
     unlogged_batches: bool = False  # group a batch's rows by partition key
-    ssl_enabled: bool = False
-    ssl_client_cert_auth: bool = False
-    ssl_cafile: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
-    trust_store_path: str | None = None
-    trust_store_password: Secret | None = None
-    key_store_path: str | None = None
-    key_store_password: Secret | None = None
     delete_enabled: bool = False
     delete_statement: str | None = None
-    delete_struct_fields: tuple[str, ...] = ()
-    default_value: str | None = None
-    connect_timeout_ms: int = 5000
-    read_timeout_ms: int = 12000
+    delete_key_fields: tuple[str, ...] = ()
+    default_value: str = "UNSET"  # what a column the record does not fill gets: UNSET or NULL
+    connect_timeout_s: float = 5.0
+    request_timeout_s: float = 12.0
+    write_timeout_ms: int = 60_000  # one write retries timeouts and overloads this long
+    masked: frozenset[str] = masked_field()
+
+    def __post_init__(self) -> None:
+        problems = [] if self.contact_points else ["cassandra contact_points: at least one host is required"]
+        if not self.keyspace:
+            problems.append("cassandra keyspace is required")
+        problems += _positive(
+            "cassandra",
+            {
+                "connect_timeout_s": self.connect_timeout_s,
+                "request_timeout_s": self.request_timeout_s,
+                "max_in_flight": self.max_in_flight,
+                "batch_size": self.batch_size,
+                "write_timeout_ms": self.write_timeout_ms,
+            },
+        )
+        if self.default_value not in ("NULL", "UNSET"):
+            problems.append(f"cassandra default_value must be NULL or UNSET (got {self.default_value!r})")
+        if self.delete_enabled and not self.delete_statement:
+            problems.append("cassandra delete_statement is required when deletes are enabled")
+        if problems:
+            raise ConfigError(problems, "cassandra settings")
+
+    @property
+    def where(self) -> str:
+        return ", ".join(f"{host}:{self.port}" for host in self.contact_points)
+
+
+@dataclass(frozen=True)
+class DeadLetterSettings:
+    """Kafka Connect's dead-letter topic (errors.deadletterqueue.*)."""
+
+    topic: str
+    replication_factor: int = 3  # when conductor creates it; -1: the broker's default
+    context_headers: bool = False
+
+
+@dataclass(frozen=True, repr=False)
+class ErrorSettings(Masked):
+    """What happens to a record that fails.
+
+    ``tolerance`` (Kafka Connect's errors.tolerance) governs records that cannot be decoded:
+    "none" fails the task, "all" skips them, to ``dead_letter`` when there is one. ``policy``
+    (Stream-Reactor's error.policy) governs records the store refused: RETRY writes them again
+    ``max_retries`` times (-1: forever), ``retry_interval_ms`` apart, then fails the task; THROW
+    fails it at once; NOOP skips them, to ``dead_letter`` when there is one. ``dead_letter`` is
+    None unless tolerance is "all", as in Kafka Connect.
+    """
+
+    policy: str = "THROW"
+    max_retries: int = 20
+    retry_interval_ms: int = 60_000
+    tolerance: str = "none"
+    log_enable: bool = False
+    log_include_messages: bool = False
+    dead_letter: DeadLetterSettings | None = None
     masked: frozenset[str] = masked_field()
 
 
 @dataclass(frozen=True, repr=False)
 class WorkerSettings(Masked):
-    """conductor's own keys (conductor.*): batching, worker limits, restarts, status."""
+    """conductor's own keys (conductor.*): batching, worker limits, restarts; and the progress line."""
 
-    # Records a worker gathers before it writes and commits; None: the sink's default below.
-    batch_max_records: int | None = None
+    batch_max_records: int = 4000  # records a worker gathers before it writes and commits
     batch_max_bytes: int = 5_000_000
     linger_ms: int = 500
     rss_limit_mb: int = 1024  # 0 = no limit
@@ -219,9 +252,8 @@ class WorkerSettings(Masked):
     restart_backoff_initial_s: float = 1.0
     restart_backoff_max_s: float = 300.0
     restart_max: int = 10  # failed-task restarts before giving up; 0 = never restart
-    index_suffix_clock: str = "record"  # "record" | "wallclock"
-    status_port: int = 0  # 0 = no status server
     static_membership: bool = True
+    progress: bool = True  # a progress line per worker every minute (connect.progress.enabled)
     masked: frozenset[str] = masked_field()
 
 
@@ -229,19 +261,12 @@ class WorkerSettings(Masked):
 class ConnectorConfig(Masked):
     """One connector config, validated.
 
-    Fields: ``name``; ``connector_class`` (None if not given); ``sink`` ("elasticsearch" or
-    "cassandra"); ``topics`` / ``topics_regex`` (exactly one is set; ``topics`` is () with a
-    regex); ``tasks_max``; ``kcql`` (the chosen sink's KCQL text, unparsed); the sink's
-    ``error_policy`` ("NOOP" | "THROW" | "RETRY"), ``max_retries``, ``retry_interval_ms``;
-    Kafka Connect's ``errors_tolerance`` ("none" | "all"), ``errors_retry_timeout_ms``,
-    ``errors_retry_delay_max_ms``, ``errors_log_enable``, ``errors_log_include_messages``,
-    ``dlq_topic`` (None = no DLQ), ``dlq_replication_factor``, ``dlq_context_headers``;
-    the converters as given (``key_converter``, ``value_converter``, and their
-    ``*_schemas_enable``, None when unset); ``progress_enabled``; the sections ``kafka``,
-    ``elastic`` (None unless sink == "elasticsearch"), ``cassandra`` (None unless sink ==
-    "cassandra") and ``worker``; ``raw``: every key as given after ${...} resolution, secret
-    values as `Secret`; ``defaults``: the default used for each known key not given;
-    ``warnings``; ``source``: where it came from (the file path).
+    ``sink`` is the registry name of the store ("elasticsearch" or "cassandra"), whose settings
+    are in ``elastic`` or ``cassandra`` (the other one is None). ``topics`` is () with a
+    ``topics_regex``. ``kcql`` is the sink's KCQL text, unparsed. ``raw`` holds every key as
+    given after ${...} resolution, secret values as `Secret`; ``defaults`` the default used for
+    each known key not given; ``notices`` the keys given that have no effect here, and why;
+    ``warnings`` what looks like a mistake (unknown keys); ``source`` where it came from.
     """
 
     name: str
@@ -251,28 +276,14 @@ class ConnectorConfig(Masked):
     topics_regex: str | None
     tasks_max: int
     kcql: str
-    error_policy: str
-    max_retries: int
-    retry_interval_ms: int
-    errors_tolerance: str
-    errors_retry_timeout_ms: int
-    errors_retry_delay_max_ms: int
-    errors_log_enable: bool
-    errors_log_include_messages: bool
-    dlq_topic: str | None
-    dlq_replication_factor: int
-    dlq_context_headers: bool
-    key_converter: str | None
-    value_converter: str | None
-    key_converter_schemas_enable: bool | None
-    value_converter_schemas_enable: bool | None
-    progress_enabled: bool
+    errors: ErrorSettings
     kafka: KafkaSettings
-    elastic: ElasticSettings | None
+    elastic: ElasticsearchSettings | None
     cassandra: CassandraSettings | None
     worker: WorkerSettings
     raw: Mapping[str, str | Secret] = field(repr=False)
     defaults: Mapping[str, str] = field(repr=False)
+    notices: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     source: str = "config"
     masked: frozenset[str] = masked_field()
@@ -280,20 +291,7 @@ class ConnectorConfig(Masked):
     @property
     def group_id(self) -> str:
         """Kafka Connect's consumer group for a sink connector."""
-        return f"connect-{self.name}"
-
-    @property
-    def sink_batch_size(self) -> int:
-        """Records per write-and-commit: conductor.batch.max.records if given; else, for
-        Elasticsearch, connect.elastic.batch.size (one bulk, as in Stream-Reactor); for
-        Cassandra, CASSANDRA_WORKER_BATCH. connect.cassandra.batch.size (default 100) bounds
-        an unlogged batch statement there: a commit per 100 rows would stall the writes."""
-        if self.worker.batch_max_records is not None:
-            return self.worker.batch_max_records
-        if self.elastic is not None:
-            return self.elastic.batch_size
-        assert self.cassandra is not None, "a ConnectorConfig always holds its sink's settings"
-        return CASSANDRA_WORKER_BATCH
+        return self.kafka.group_id
 
     def describe(self) -> dict[str, str]:
         """Every setting (given, or the default used), secrets as '******'; sorted by key."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from conductor.config.secrets import Secret, reveal, shown
@@ -31,7 +31,8 @@ class Reader:
         self.referenced = referenced
         self.unresolved = unresolved
         self.problems: list[str] = []
-        self.warnings: list[str] = []
+        self.notices: list[str] = []  # keys given that have no effect, and why
+        self.warnings: list[str] = []  # what looks like a mistake
         self.defaults: dict[str, str] = {}
 
     def find(self, keys: Keys) -> tuple[str, str | Secret | None]:
@@ -50,12 +51,18 @@ class Reader:
     def problem(self, key: str, value: str | Secret, expected: str) -> None:
         self.problems.append(f"{key}: expected {expected}, got {shown(value)}")
 
+    def given(self, key: str) -> bool:
+        return self.find(key)[1] is not None
+
+    def no_effect(self, key: str, reason: str) -> None:
+        self.notices.append(f"{key} has no effect here: {reason}")
+
     def default(self, key: str, value: Any) -> Any:
         if value is not None:
             self.defaults[key] = _text(value)
         return value
 
-    def string(self, keys: Keys, default: str | None = None) -> str | None:
+    def string(self, keys: Keys, *, default: str | None = None) -> str | None:
         key, value = self.find(keys)
         return self.default(key, default) if value is None else reveal(value)
 
@@ -65,7 +72,7 @@ class Reader:
             return None
         return value if isinstance(value, Secret) else Secret(value)
 
-    def required(self, keys: Keys, why: str = "") -> str:
+    def required(self, keys: Keys, *, why: str = "") -> str:
         key, value = self.find(keys)
         if value is None:
             if key not in self.unresolved:
@@ -76,7 +83,8 @@ class Reader:
     def integer(
         self,
         keys: Keys,
-        default: int | None,
+        *,
+        default: int | None = None,
         minimum: int | None = None,
         maximum: int | None = None,
     ) -> Any:
@@ -94,7 +102,7 @@ class Reader:
             return default
         return number
 
-    def number(self, keys: Keys, default: float, minimum: float | None = None) -> float:
+    def number(self, keys: Keys, *, default: float, minimum: float | None = None) -> float:
         key, value = self.find(keys)
         if value is None:
             return self.default(key, default)
@@ -105,7 +113,7 @@ class Reader:
             return default
         return number
 
-    def boolean(self, keys: Keys, default: bool | None) -> Any:
+    def boolean(self, keys: Keys, *, default: bool | None = None) -> Any:
         key, value = self.find(keys)
         if value is None:
             return self.default(key, default)
@@ -115,7 +123,7 @@ class Reader:
             return default
         return text == "true"
 
-    def choice(self, keys: Keys, allowed: Iterable[str], default: str | None) -> Any:
+    def choice(self, keys: Keys, allowed: Iterable[str], *, default: str | None = None) -> Any:
         """One of ``allowed``, matched without regard to case, returned as spelled in it."""
         key, value = self.find(keys)
         if value is None:
@@ -127,14 +135,16 @@ class Reader:
             return default
         return found
 
-    def listing(self, keys: Keys, default: str | None = None) -> tuple[str, ...]:
+    def listing(self, keys: Keys, *, default: str | None = None) -> tuple[str, ...]:
         """A comma-separated list, each item stripped, empty items dropped."""
-        text = self.string(keys, default) or ""
+        text = self.string(keys, default=default) or ""
         return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
 class Section:
-    """Collects one dataclass's kwargs from a Reader, noting fields read from a reference."""
+    """Collects one settings dataclass's keywords from a Reader, noting the fields whose value
+    came from a ${...} reference (shown masked). Each read names the field, then the key:
+    ``section.integer("port", "connect.elastic.port", default=9200, minimum=1)``."""
 
     def __init__(self, reader: Reader) -> None:
         self.reader = reader
@@ -142,15 +152,36 @@ class Section:
         self.masked: set[str] = set()
 
     def put(self, name: str, keys: Keys, value: Any) -> Any:
+        """Set a field to a value worked out from ``keys``."""
         alternatives = (keys,) if isinstance(keys, str) else keys
         if any(key in self.reader.referenced for key in alternatives):
             self.masked.add(name)
         self.values[name] = value
         return value
 
-    def __call__(self, name: str, read: Callable[..., Any], keys: Keys, *args: Any, **kwargs: Any) -> Any:
-        """``section("port", reader.integer, "connect.elastic.port", 9200, minimum=1)``."""
-        return self.put(name, keys, read(keys, *args, **kwargs))
+    def string(self, name: str, keys: Keys, **options: Any) -> Any:
+        return self.put(name, keys, self.reader.string(keys, **options))
+
+    def secret(self, name: str, keys: Keys) -> Any:
+        return self.put(name, keys, self.reader.secret(keys))
+
+    def required(self, name: str, keys: Keys, **options: Any) -> Any:
+        return self.put(name, keys, self.reader.required(keys, **options))
+
+    def integer(self, name: str, keys: Keys, **options: Any) -> Any:
+        return self.put(name, keys, self.reader.integer(keys, **options))
+
+    def number(self, name: str, keys: Keys, **options: Any) -> Any:
+        return self.put(name, keys, self.reader.number(keys, **options))
+
+    def boolean(self, name: str, keys: Keys, **options: Any) -> Any:
+        return self.put(name, keys, self.reader.boolean(keys, **options))
+
+    def choice(self, name: str, keys: Keys, allowed: Iterable[str], **options: Any) -> Any:
+        return self.put(name, keys, self.reader.choice(keys, allowed, **options))
+
+    def listing(self, name: str, keys: Keys, **options: Any) -> Any:
+        return self.put(name, keys, self.reader.listing(keys, **options))
 
     def kwargs(self) -> dict[str, Any]:
         return {**self.values, "masked": frozenset(self.masked)}

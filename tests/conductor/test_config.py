@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import pickle
+import ssl
 from pathlib import Path
 
 import pytest
+from support.certs import make_certificates
 
 from conductor.config import ConnectorConfig, Secret, load_config, parse_config, read_raw
 from conductor.errors import ConfigError
@@ -128,13 +130,9 @@ def test_a_stream_reactor_es_config_reads_the_same_in_every_format(
         3,
     )
     assert config.kcql == KCQL
-    assert (config.error_policy, config.max_retries, config.retry_interval_ms) == ("RETRY", 5, 2000)
-    assert (config.errors_tolerance, config.dlq_topic, config.dlq_replication_factor) == (
-        "none",
-        None,
-        1,
-    )
-    assert config.value_converter_schemas_enable is False and config.key_converter_schemas_enable is None
+    errors = config.errors
+    assert (errors.policy, errors.max_retries, errors.retry_interval_ms) == ("RETRY", 5, 2000)
+    assert (errors.tolerance, errors.dead_letter) == ("none", None)
     assert config.elastic is not None and config.cassandra is None
     assert config.elastic.hosts == ("http://127.0.0.1:19200",)
     assert (
@@ -142,9 +140,10 @@ def test_a_stream_reactor_es_config_reads_the_same_in_every_format(
         config.elastic.write_timeout_ms,
         config.elastic.pk_separator,
     ) == (500, 300_000, "-")
-    assert config.kafka.bootstrap_servers == "localhost:9092"
+    assert config.kafka.bootstrap_servers == ("localhost:9092",)
     assert config.worker.linger_ms == 500 and config.worker.static_membership is True
-    assert config.warnings == ()
+    assert config.worker.batch_max_records == 500
+    assert (config.notices, config.warnings) == ((), ())
     assert isinstance(config, ConnectorConfig)
 
 
@@ -251,7 +250,7 @@ def test_overrides_apply_on_top_of_the_file(tmp_path: Path) -> None:
     config = load_config(
         path, overrides={"bootstrap.servers": "127.0.0.1:19092", "tasks.max": "2"}, environ={}
     )
-    assert (config.kafka.bootstrap_servers, config.tasks_max) == ("127.0.0.1:19092", 2)
+    assert (config.kafka.bootstrap_servers, config.tasks_max) == (("127.0.0.1:19092",), 2)
 
 
 # -- secrets -------------------------------------------------------------------------------
@@ -295,31 +294,46 @@ def test_env_and_file_references_resolve_and_stay_hidden(
     config = parse_config(raw, environ={"ES_HOST": "es-secret-host", "KAFKA": "kafka-secret:9092"})
     assert config.elastic is not None
     assert config.elastic.hosts == ("http://es-secret-host:19200",)
-    assert config.elastic.username == "elastic"
-    assert isinstance(config.elastic.password, Secret) and config.elastic.password.reveal() == "s3cr3t-file"
+    credentials = config.elastic.credentials
+    assert credentials is not None and credentials.username == "elastic"
+    assert isinstance(credentials.password, Secret) and credentials.password.reveal() == "s3cr3t-file"
     assert isinstance(config.raw["connect.elastic.hosts"], Secret)
-    kafka = config.kafka.to_kafka_python_kwargs()
+    kafka = config.kafka.consumer_kwargs()
     assert kafka["bootstrap_servers"] == ["kafka-secret:9092"]
     sasl = (kafka["sasl_mechanism"], kafka["sasl_plain_username"], kafka["sasl_plain_password"])
     assert sasl == ("PLAIN", "conductor", "k@fka-pw")
-    assert config.elastic.to_client_kwargs()["basic_auth"] == ("elastic", "s3cr3t-file")
+    assert config.elastic.client_kwargs()["basic_auth"] == ("elastic", "s3cr3t-file")
     shown = " ".join(
-        [repr(config), str(config), repr(config.raw), json.dumps(config.describe()), caplog.text]
+        [
+            repr(config),
+            str(config),
+            repr(config.raw),
+            json.dumps(config.describe()),
+            " ".join(config.warnings),
+        ]
     )
     for value in ("s3cr3t-file", "k@fka-pw", "es-secret-host", "kafka-secret", 'conductor"'):
         assert value not in shown
     assert config.describe()["connect.elastic.use.http.password"] == "******"
     assert config.describe()["sasl.jaas.config"] == "******"
-    assert "unknown key 'connect.elastic.batchsize'" in caplog.text
+    assert (
+        "unknown key 'connect.elastic.batchsize'; did you mean 'connect.elastic.batch.size'?"
+        in config.warnings
+    )
 
 
 def test_password_keys_are_secret_without_a_reference() -> None:
     config = parse_config(
-        es(connect_elastic_use_http_password="plain-pw", ssl_truststore_password="ts-pw"),
+        es(
+            connect_elastic_use_http_username="elastic",
+            connect_elastic_use_http_password="plain-pw",
+            ssl_truststore_password="ts-pw",
+        ),
         environ={},
     )
-    assert config.elastic is not None and config.elastic.password == Secret("plain-pw")
-    assert config.elastic.ssl_truststore_password == Secret("ts-pw")
+    assert config.elastic is not None and config.elastic.credentials is not None
+    assert config.elastic.credentials.password == Secret("plain-pw")
+    assert config.raw["ssl.truststore.password"] == Secret("ts-pw")
     assert "plain-pw" not in repr(config) and "ts-pw" not in str(config.describe())
     assert config.describe()["name"] == "es-sink"
 
@@ -361,8 +375,9 @@ def test_declared_config_providers_and_the_directory_provider(tmp_path: Path) ->
         },
     )
     config = parse_config(raw, environ={})
-    assert config.elastic is not None and config.elastic.username == "elastic"
-    assert config.elastic.password is not None and config.elastic.password.reveal() == "from-a-dir"
+    credentials = config.elastic.credentials if config.elastic else None
+    assert credentials is not None and credentials.username == "elastic"
+    assert credentials.password.reveal() == "from-a-dir"
     assert config.warnings == ()
     raw["ssl.keystore.password"] = "${vault:secret/es:ks}"
     assert problems_of(raw) == [
@@ -432,13 +447,12 @@ def test_values_are_stripped_and_empty_means_default() -> None:
         es(tasks_max="  2 ", connect_elastic_batch_size="", connect_elastic_error_policy=" noop "),
         environ={},
     )
-    assert (config.tasks_max, config.error_policy) == (2, "NOOP")
+    assert (config.tasks_max, config.errors.policy) == (2, "NOOP")
     assert config.elastic is not None and config.elastic.batch_size == 4000
     assert config.describe()["connect.elastic.batch.size"] == "4000"
 
 
-def test_unknown_keys_warn_with_the_closest_known_key(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="conductor.config")
+def test_unknown_keys_warn_with_the_closest_known_key() -> None:
     config = parse_config(
         es(connect_elastic_batchsize="10", my_own_key="1"), source="es.properties", environ={}
     )
@@ -446,7 +460,6 @@ def test_unknown_keys_warn_with_the_closest_known_key(caplog: pytest.LogCaptureF
         "unknown key 'connect.elastic.batchsize'; did you mean 'connect.elastic.batch.size'?",
         "unknown key 'my.own.key'",
     )
-    assert [r.getMessage() for r in caplog.records] == [f"es.properties: {w}" for w in config.warnings]
 
 
 def test_worker_client_and_provider_keys_are_known() -> None:
@@ -459,41 +472,100 @@ def test_worker_client_and_provider_keys_are_known() -> None:
             "value.converter.schema.registry.url": "http://sr:8081",
             "errors.deadletterqueue.topic.name": "es-sink-dlq",
             "errors.tolerance": "all",
-            "connect.progress.enabled": "true",
+            "connect.progress.enabled": "false",
             "connect.elastic.tableprefix": "dev_",
         },
     )
     config = parse_config(raw, environ={})
     assert config.warnings == ()
-    assert (config.dlq_topic, config.errors_tolerance, config.progress_enabled) == (
+    assert config.errors.dead_letter is not None
+    assert (config.errors.dead_letter.topic, config.errors.tolerance, config.worker.progress) == (
         "es-sink-dlq",
         "all",
-        True,
+        False,
     )
-    assert config.elastic is not None and config.elastic.index_prefix == "dev_"
+    assert config.kafka.consumer["max_poll_records"] == 100
+    assert config.notices == (
+        "connect.elastic.tableprefix has no effect here: Stream-Reactor hands it to its HTTP client as a "
+        "URL path prefix, which that client drops; index names come from the KCQL target",
+        "value.converter.schema.registry.url has no effect here: only value.converter.schemas.enable is read",
+        "producer.override.acks has no effect here: conductor sets acks itself: the dead-letter producer "
+        "waits for all replicas",
+    )
 
 
-def test_settings_conductor_ignores_are_warned_about() -> None:
-    raw = es(
-        transforms="flatten",
-        value_converter="io.confluent.connect.avro.AvroConverter",
-        errors_deadletterqueue_topic_name="dlq",
-        **{"consumer.override.group.id": "mine", "consumer.override.fancy.thing": "1"},
+def test_keys_conductor_cannot_honour_are_refused_or_reported() -> None:
+    """Going on would write other data than Kafka Connect: refused. Nothing else is lost: reported."""
+    assert problems_of(
+        es(transforms="flatten", value_converter="io.confluent.connect.avro.AvroConverter")
+    ) == [
+        "value.converter: io.confluent.connect.avro.AvroConverter is not supported yet; conductor reads plain "
+        "JSON (JsonConverter with schemas.enable=false, or StringConverter) and keys as text",
+        "transforms: Single Message Transforms are not supported yet, and without them the documents and rows "
+        "would differ from what Kafka Connect writes; remove transforms (and transforms.*) or keep this "
+        "connector on Kafka Connect",
+    ]
+    config = parse_config(
+        es(
+            errors_deadletterqueue_topic_name="dlq",
+            **{"consumer.override.group.id": "mine", "consumer.override.fancy.thing": "1"},
+        ),
+        environ={},
     )
-    assert parse_config(raw, environ={}).warnings == (
-        "errors.deadletterqueue.topic.name is set but errors.tolerance is none: nothing goes to the DLQ",
-        "value.converter 'io.confluent.connect.avro.AvroConverter' is not supported: "
-        "conductor decodes JSON values and string or bytes keys",
-        "transforms 'flatten' are not supported by conductor and are ignored",
-        "consumer.override.fancy.thing is not used by conductor's Kafka consumer and is ignored",
-        "consumer.override.group.id is ignored: conductor sets group.id itself",
+    assert config.errors.dead_letter is None
+    assert config.notices == (
+        "errors.deadletterqueue.topic.name has no effect here: errors.tolerance is none, so a record that "
+        "cannot be decoded stops the task and none is sent to the dead-letter topic (Kafka Connect would "
+        "copy it there first, again at every restart)",
+        "consumer.override.fancy.thing has no effect here: conductor's Kafka consumer has no such setting",
+        "consumer.override.group.id has no effect here: conductor sets group.id itself: the group is "
+        "connect-<name>, as Kafka Connect's",
     )
+    assert config.warnings == ()
     assert problems_of(
         es(errors_deadletterqueue_topic_name="temperatures.aggregated", errors_tolerance="all")
     ) == [
-        "errors.deadletterqueue.topic.name: 'temperatures.aggregated' is also in topics; "
-        "failed records would loop"
+        "errors.deadletterqueue.topic.name: 'temperatures.aggregated' is also in topics; failed records would loop"
     ]
+
+
+@pytest.mark.parametrize(
+    ("converters", "problem"),
+    [
+        ({"value.converter": "org.apache.kafka.connect.json.JsonConverter", "value.converter.schemas.enable": None},
+         "value.converter.schemas.enable: true, JsonConverter's default: Kafka Connect then reads the "
+         '{"schema", "payload"} envelope, which conductor does not decode yet; if the records are plain JSON, '
+         "set value.converter.schemas.enable=false"),
+        ({"key.converter": "org.apache.kafka.connect.json.JsonConverter", "key.converter.schemas.enable": "true"},
+         "key.converter.schemas.enable: true: Kafka Connect then reads the "
+         '{"schema", "payload"} envelope, which conductor does not decode yet; if the records are plain JSON, '
+         "set key.converter.schemas.enable=false"),
+        ({"value.converter": "org.apache.kafka.connect.converters.ByteArrayConverter"},
+         "value.converter: org.apache.kafka.connect.converters.ByteArrayConverter gives raw bytes, which no "
+         "sink can write as a document or a row"),
+    ],
+)  # fmt: skip
+def test_converters_that_would_give_other_data_are_refused(converters: dict, problem: str) -> None:
+    assert problems_of(es(**{key.replace(".", "_"): value for key, value in converters.items()})) == [problem]
+
+
+def test_converters_conductor_reads_as_kafka_connect_would() -> None:
+    for value_converter in ("org.apache.kafka.connect.storage.StringConverter", None):
+        config = parse_config(
+            es(value_converter=value_converter, value_converter_schemas_enable=None, key_converter=None),
+            environ={},
+        )
+        assert (config.notices, config.warnings) == ((), ())
+    bytes_key = parse_config(
+        es(key_converter="org.apache.kafka.connect.converters.ByteArrayConverter"), environ={}
+    )
+    assert bytes_key.notices == ()
+    string_value = parse_config(
+        es(value_converter="org.apache.kafka.connect.storage.StringConverter"), environ={}
+    )
+    assert string_value.notices == (
+        "value.converter.schemas.enable has no effect here: value.converter is not JsonConverter",
+    )
 
 
 @pytest.mark.parametrize(
@@ -502,10 +574,7 @@ def test_settings_conductor_ignores_are_warned_about() -> None:
         (ES_CLASS, "elasticsearch"),
         ("io.lenses.streamreactor.connect.elastic8.Elastic8SinkConnector", "elasticsearch"),
         ("io.lenses.streamreactor.connect.cassandra.sink.CassandraSinkConnector", "cassandra"),
-        (
-            "com.datamountaineer.streamreactor.connect.cassandra.sink.CassandraSinkConnector",
-            "cassandra",
-        ),
+        ("com.datamountaineer.streamreactor.connect.cassandra.sink.CassandraSinkConnector", "cassandra"),
     ],
 )
 def test_the_sink_follows_connector_class(connector_class: str, sink: str) -> None:
@@ -516,8 +585,16 @@ def test_the_sink_follows_connector_class(connector_class: str, sink: str) -> No
     )
     config = parse_config(raw, environ={})
     assert config.sink == sink
-    other = "connect.cassandra.* keys" if sink == "elasticsearch" else "connect.elastic.* keys"
-    assert config.warnings == (f"{other} are ignored: connector.class names the {sink} sink",)
+    prefix, other = (
+        ("connect.cassandra.", "cassandra")
+        if sink == "elasticsearch"
+        else ("connect.elastic.", "elasticsearch")
+    )
+    assert sorted(config.notices) == sorted(
+        f"{key} has no effect here: it belongs to the {other} sink, and connector.class names the {sink} sink"
+        for key in raw
+        if key.startswith(prefix)
+    )
     assert config.kcql == (KCQL if sink == "elasticsearch" else "INSERT INTO t SELECT * FROM a")
 
 
@@ -544,7 +621,8 @@ def test_without_connector_class_the_keys_choose_the_sink() -> None:
 # -- sections ------------------------------------------------------------------------------
 
 
-def test_kafka_python_kwargs() -> None:
+def test_kafka_python_kwargs(tmp_path: Path) -> None:
+    certs = make_certificates(tmp_path)
     raw = es(
         security_protocol="SASL_SSL",
         sasl_mechanism="scram-sha-512",
@@ -557,13 +635,15 @@ def test_kafka_python_kwargs() -> None:
             "consumer.override.session.timeout.ms": "20000",
             "consumer.override.client.id": "es-sink-consumer",
             "consumer.override.isolation.level": "read_committed",
-            "consumer.override.ssl.cafile": "/etc/kafka/ca.pem",
+            "consumer.override.ssl.cafile": str(certs.ca),
             "consumer.override.ssl.endpoint.identification.algorithm": "",
         },
     )
     kwargs = parse_config(
         raw, environ={"CONDUCTOR_KAFKA_BOOTSTRAP": "k1:9092, k2:9092"}
-    ).kafka.to_kafka_python_kwargs()
+    ).kafka.consumer_kwargs()
+    context = kwargs.pop("ssl_context")
+    assert isinstance(context, ssl.SSLContext) and context.check_hostname is False
     assert kwargs == {
         "bootstrap_servers": ["k1:9092", "k2:9092"],
         "group_id": "connect-es-sink",
@@ -573,8 +653,6 @@ def test_kafka_python_kwargs() -> None:
         "sasl_mechanism": "SCRAM-SHA-512",
         "sasl_plain_username": "u",
         "sasl_plain_password": 'p"w',
-        "ssl_cafile": "/etc/kafka/ca.pem",
-        "ssl_check_hostname": False,
         "max_poll_records": 250,
         "session_timeout_ms": 20000,
         "client_id": "es-sink-consumer",
@@ -582,36 +660,48 @@ def test_kafka_python_kwargs() -> None:
     }
 
 
-def test_producer_kwargs_carry_only_connection_and_security() -> None:
+def test_each_client_has_its_own_overrides_and_shares_the_connection(tmp_path: Path) -> None:
+    certs = make_certificates(tmp_path)
     raw = es(
         bootstrap_servers="k1:9092",
         security_protocol="SSL",
         **{
-            "consumer.override.ssl.cafile": "/etc/kafka/ca.pem",
+            "consumer.override.ssl.cafile": str(certs.ca),
             "consumer.override.request.timeout.ms": "40000",
             "consumer.override.client.id": "es-sink-consumer",
             "consumer.override.max.poll.records": "250",
+            "producer.override.request.timeout.ms": "45000",
+            "producer.override.compression.type": "zstd",
+            "admin.override.client.id": "es-sink-admin",
         },
     )
     kafka = parse_config(raw, environ={}).kafka
-    assert kafka.to_kafka_python_kwargs(producer=True) == {
+    producer = kafka.producer_kwargs()
+    assert isinstance(producer.pop("ssl_context"), ssl.SSLContext)
+    assert producer == {
         "bootstrap_servers": ["k1:9092"],
         "security_protocol": "SSL",
-        "ssl_cafile": "/etc/kafka/ca.pem",
-        "ssl_check_hostname": True,
-        "request_timeout_ms": 40000,
+        "request_timeout_ms": 45000,
+        "compression_type": "zstd",
+    }
+    admin = kafka.admin_kwargs()
+    assert isinstance(admin.pop("ssl_context"), ssl.SSLContext)
+    assert admin == {
+        "bootstrap_servers": ["k1:9092"],
+        "security_protocol": "SSL",
+        "client_id": "es-sink-admin",
     }
 
 
 def test_worker_batch_size_per_sink() -> None:
     """Elasticsearch: connect.elastic.batch.size (one bulk). Cassandra: not its batch.size,
     which bounds an unlogged batch statement; conductor.batch.max.records overrides both."""
-    assert parse_config(es(), environ={}).sink_batch_size == 500
+    assert parse_config(es(), environ={}).worker.batch_max_records == 500
     cassandra = parse_config(CASSANDRA_SINK, environ={})
-    assert cassandra.sink_batch_size == 2000 and cassandra.cassandra.batch_size == 100
+    assert cassandra.worker.batch_max_records == 2000 and cassandra.cassandra.batch_size == 100
     override = {"conductor.batch.max.records": "300"}
-    assert parse_config(es(**override), environ={}).sink_batch_size == 300
-    assert parse_config({**CASSANDRA_SINK, **override}, environ={}).sink_batch_size == 300
+    assert parse_config(es(**override), environ={}).worker.batch_max_records == 300
+    assert parse_config({**CASSANDRA_SINK, **override}, environ={}).worker.batch_max_records == 300
 
 
 def test_sasl_needs_credentials_in_the_jaas_config() -> None:
@@ -626,51 +716,71 @@ def test_sasl_needs_credentials_in_the_jaas_config() -> None:
     ]
 
 
-def test_elasticsearch_client_kwargs() -> None:
+def test_elasticsearch_client_kwargs(tmp_path: Path) -> None:
+    certs = make_certificates(tmp_path)
     raw = es(
         connect_elastic_hosts="es1, https://es2.example.com:9243, http://es3, [::1]:9201",
         connect_elastic_protocol="https",
         connect_elastic_write_timeout="30000",
         connect_elastic_use_http_username="elastic",
         connect_elastic_use_http_password="changeme",
-        ssl_cafile="/etc/es/ca.pem",
+        ssl_cafile=str(certs.ca),
         ssl_endpoint_identification_algorithm="",
     )
     elastic = parse_config(raw, environ={}).elastic
     assert elastic is not None
-    assert elastic.to_client_kwargs() == {
-        "hosts": [
-            "https://es1:19200",
-            "https://es2.example.com:9243",
-            "http://es3:19200",
-            "https://[::1]:9201",
-        ],
-        "request_timeout": 30.0,
-        "basic_auth": ("elastic", "changeme"),
-        "ca_certs": "/etc/es/ca.pem",
-        "ssl_assert_hostname": False,
-    }
+    assert elastic.hosts == (
+        "https://es1:19200",
+        "https://es2.example.com:9243",
+        "http://es3:19200",
+        "https://[::1]:9201",
+    )
+    assert elastic.write_timeout_ms == 30_000
+    kwargs = elastic.client_kwargs()
+    context = kwargs.pop("ssl_context")
+    assert isinstance(context, ssl.SSLContext) and context.check_hostname is False
+    assert kwargs == {"basic_auth": ("elastic", "changeme")}
     plain = parse_config(es(connect_elastic_hosts=None, connect_elastic_port=None), environ={}).elastic
-    assert plain is not None and plain.to_client_kwargs() == {
-        "hosts": ["http://localhost:9200"],
-        "request_timeout": 300.0,
+    assert plain is not None and plain.hosts == ("http://localhost:9200",) and plain.client_kwargs() == {}
+
+
+def test_a_client_certificate_with_an_encrypted_key_uses_its_password(tmp_path: Path) -> None:
+    """ssl.key.password reaches the client: the key loads with it, and not without it."""
+    certs = make_certificates(tmp_path)
+    tls = {
+        "connect_elastic_protocol": "https",
+        "ssl_cafile": str(certs.ca),
+        "ssl_certfile": str(certs.cert),
+        "ssl_keyfile": str(certs.key),
     }
+    elastic = parse_config(es(**tls, ssl_key_password=certs.password), environ={}).elastic
+    assert elastic is not None and isinstance(elastic.client_kwargs()["ssl_context"], ssl.SSLContext)
+    # Stream-Reactor takes the key password from ssl.keystore.password
+    elastic = parse_config(es(**tls, ssl_keystore_password=certs.password), environ={}).elastic
+    assert elastic is not None and isinstance(elastic.client_kwargs()["ssl_context"], ssl.SSLContext)
+    wrong = parse_config(es(**tls, ssl_key_password="not-it"), environ={}).elastic
+    with pytest.raises(ssl.SSLError):
+        wrong.client_kwargs()
 
 
 def test_java_keystores_need_a_pem_alternative() -> None:
+    https = {"connect_elastic_protocol": "https"}
     assert problems_of(
-        es(ssl_truststore_location="/etc/es/truststore.jks", ssl_keystore_location="/etc/es/ks.p12")
+        es(**https, ssl_truststore_location="/etc/es/truststore.jks", ssl_keystore_location="/etc/es/ks.p12")
     ) == [
         f"ssl.truststore.location: /etc/es/truststore.jks {JAVA_STORE}; provide ssl.cafile as PEM",
         f"ssl.keystore.location: /etc/es/ks.p12 {JAVA_STORE}; provide ssl.certfile and ssl.keyfile as PEM",
     ]
     with_pem = parse_config(
-        es(ssl_truststore_location="/etc/es/truststore.jks", ssl_cafile="/etc/es/ca.pem"),
-        environ={},
+        es(**https, ssl_truststore_location="/etc/es/truststore.jks", ssl_cafile="/etc/es/ca.pem"), environ={}
     )
-    assert with_pem.elastic is not None and with_pem.elastic.ssl_cafile == "/etc/es/ca.pem"
-    pem_store = parse_config(es(ssl_truststore_location="/etc/es/ca.crt"), environ={})
-    assert pem_store.elastic is not None and pem_store.elastic.ssl_cafile == "/etc/es/ca.crt"
+    assert with_pem.elastic is not None and with_pem.elastic.tls.cafile == "/etc/es/ca.pem"
+    pem_store = parse_config(es(**https, ssl_truststore_location="/etc/es/ca.crt"), environ={})
+    assert pem_store.elastic is not None and pem_store.elastic.tls.cafile == "/etc/es/ca.crt"
+    plain_http = parse_config(es(ssl_truststore_location="/etc/es/truststore.jks"), environ={})
+    assert plain_http.notices == (
+        "ssl.truststore.location has no effect here: no Elasticsearch host uses https",
+    )
 
 
 CASSANDRA_SINK = {
@@ -692,21 +802,19 @@ def test_cassandra_settings() -> None:
     config = parse_config(CASSANDRA_SINK, environ={})
     c = config.cassandra
     assert config.sink == "cassandra" and config.elastic is None and c is not None
-    assert (c.contact_points, c.port, c.keyspace, c.username) == (
-        ("127.0.0.1", "127.0.0.2"),
-        19042,
-        "demo",
-        "cassandra",
+    assert (c.contact_points, c.port, c.keyspace) == (("127.0.0.1", "127.0.0.2"), 19042, "demo")
+    assert c.credentials is not None and c.credentials.username == "cassandra"
+    assert c.credentials.password == Secret("cassandra-pw") and "cassandra-pw" not in repr(config)
+    assert (c.consistency_level, c.default_value, c.batch_size, c.max_in_flight) == (
+        "LOCAL_QUORUM",
+        "UNSET",
+        100,
+        128,
     )
-    assert c.password == Secret("cassandra-pw") and "cassandra-pw" not in repr(config)
-    assert (c.consistency_level, c.default_value, c.batch_size) == ("LOCAL_QUORUM", None, 100)
-    assert (c.connect_timeout_ms, c.read_timeout_ms) == (5000, 20000)
-    assert (config.error_policy, config.max_retries, config.retry_interval_ms) == (
-        "THROW",
-        20,
-        60_000,
-    )
-    assert config.warnings == ()
+    assert (c.connect_timeout_s, c.request_timeout_s) == (5.0, 20.0)
+    errors = config.errors
+    assert (errors.policy, errors.max_retries, errors.retry_interval_ms) == ("THROW", 20, 60_000)
+    assert (config.notices, config.warnings) == ((), ())
     raw = {
         **CASSANDRA_SINK,
         "connect.cassandra.key.space": "",
@@ -717,11 +825,26 @@ def test_cassandra_settings() -> None:
     }
     assert problems_of(raw) == [
         "connect.cassandra.key.space: required for the cassandra sink, but missing",
-        f"connect.cassandra.trust.store.path: /etc/c/ts.jks {JAVA_STORE}; "
-        "provide connect.cassandra.ssl.cafile as PEM",
-        "connect.cassandra.delete.statement: "
-        "required when connect.cassandra.delete.enabled is true, but missing",
+        f"connect.cassandra.trust.store.path: /etc/c/ts.jks {JAVA_STORE}; provide connect.cassandra.ssl.cafile as PEM",
+        "connect.cassandra.delete.statement: required when connect.cassandra.delete.enabled is true, but missing",
         "connect.cassandra.default.value: expected one of NULL, UNSET, got 'nothing'",
+    ]
+
+
+def test_cassandra_write_concurrency_from_either_key() -> None:
+    threads = parse_config({**CASSANDRA_SINK, "connect.cassandra.threadpool.size": "16"}, environ={})
+    assert threads.cassandra is not None and threads.cassandra.max_in_flight == 16
+    ours = parse_config({**CASSANDRA_SINK, "conductor.cassandra.max.in.flight": "64"}, environ={})
+    assert ours.cassandra is not None and ours.cassandra.max_in_flight == 64
+    assert problems_of(
+        {
+            **CASSANDRA_SINK,
+            "connect.cassandra.threadpool.size": "16",
+            "conductor.cassandra.max.in.flight": "64",
+        }
+    ) == [
+        "connect.cassandra.threadpool.size and conductor.cassandra.max.in.flight both set the write concurrency "
+        "(16 and 64); keep one"
     ]
 
 
@@ -733,21 +856,15 @@ def test_worker_settings() -> None:
         conductor_drain_timeout_s="2.5",
         conductor_restart_max="0",
         conductor_index_suffix_clock="WallClock",
-        conductor_status_port="8083",
         conductor_static_membership="FALSE",
     )
-    worker = parse_config(raw, environ={}).worker
+    config = parse_config(raw, environ={})
+    worker = config.worker
     assert (worker.batch_max_bytes, worker.linger_ms, worker.rss_limit_mb) == (1_000_000, 0, 0)
-    assert (worker.drain_timeout_s, worker.restart_max, worker.index_suffix_clock) == (
-        2.5,
-        0,
-        "wallclock",
-    )
-    assert (worker.status_port, worker.static_membership, worker.heartbeat_timeout_s) == (
-        8083,
-        False,
-        60.0,
-    )
+    assert (worker.drain_timeout_s, worker.restart_max) == (2.5, 0)
+    assert (worker.static_membership, worker.heartbeat_timeout_s, worker.progress) == (False, 60.0, True)
+    assert config.elastic is not None and config.elastic.suffix_clock == "wallclock"
+    assert config.elastic.max_bytes == 1_000_000
     assert problems_of(es(conductor_restart_backoff_initial_s="10", conductor_restart_backoff_max_s="5")) == [
         "conductor.restart.backoff.max.s: must be >= conductor.restart.backoff.initial.s (5.0 < 10.0)"
     ]

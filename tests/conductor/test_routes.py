@@ -6,8 +6,8 @@ import pytest
 
 from conductor.errors import RecordError
 from conductor.kcql import parse_kcql
-from conductor.routes import compile_route, compile_routes
-from tasks.records import Record
+from conductor.records import Record
+from conductor.routes import by_topic, compile_route
 
 
 def record(value, key=b'{"region": "eu", "id": 7}', headers=None, offset=5) -> Record:
@@ -77,11 +77,10 @@ def test_dynamic_targets_from_key_value_and_header() -> None:
 
 
 def test_routes_by_topic_keep_every_statement_of_a_topic() -> None:
-    routes = compile_routes(
-        parse_kcql(
-            "INSERT INTO a SELECT * FROM t; INSERT INTO b SELECT x FROM t; INSERT INTO c SELECT * FROM u"
-        )
+    statements = parse_kcql(
+        "INSERT INTO a SELECT * FROM t; INSERT INTO b SELECT x FROM t; INSERT INTO c SELECT * FROM u"
     )
+    routes = by_topic([compile_route(statement) for statement in statements])
     assert {topic: [r.target(record({})) for r in rs] for topic, rs in routes.items()} == {
         "t": ["a", "b"],
         "u": ["c"],

@@ -146,7 +146,30 @@ def hog(worker_id: int, control: WorkerControl) -> int:
     return code
 
 
+def idle(worker_id: int, control: WorkerControl) -> int:
+    """Worker 0's first run holds no partition while worker 1 holds three; its successor holds one."""
+    _event(control, "start")
+    control.notify_booted()
+    _event(control, "booted")
+    if worker_id == 0:
+        control.record_state(partitions=[] if _first_run(control, "idle") else [{"partition": 3}])
+    else:
+        control.record_state(partitions=[{"partition": p} for p in range(3)])
+    return _serve(control)
+
+
+def fair(worker_id: int, control: WorkerControl) -> int:
+    """More workers than partitions: one holds none, the others one each. Nobody is replaced."""
+    _event(control, "start")
+    control.notify_booted()
+    _event(control, "booted")
+    control.record_state(partitions=[{"partition": worker_id}] if worker_id else [])
+    return _serve(control)
+
+
 WORKERS: dict[str, Callable[[int, WorkerControl], int]] = {
+    "idle": idle,
+    "fair": fair,
     "steady": steady,
     "deaf": deaf,
     "boot_error": boot_error,
@@ -511,3 +534,32 @@ def test_state_dir_for(monkeypatch, tmp_path):
     assert state_dir_for("orders") == Path("/tmp/conductor-orders")
     monkeypatch.setenv("CONDUCTOR_STATE_DIR", str(tmp_path))
     assert state_dir_for("orders") == tmp_path / "orders"
+
+
+def test_a_worker_without_partitions_while_another_holds_several_is_replaced(start):
+    group = start("idle", workers=2, idle_limit_s=1)
+    first = running_pids(group, 2)[0]
+    wait_for(lambda: len(group.events("start", worker_id=0)) == 2, 20, group, "worker 0 replaced")
+    log = group.log()
+    assert f"worker 0 pid {first} has held no partition for" in log
+    assert "while another worker holds 3; replacing it so that it joins the group afresh" in log
+    assert f"worker 0 pid {first} stopped to join its group afresh: exit code 0 (ok); respawning it" in log
+    assert [e["pid"] for e in group.events("stop", worker_id=0)] == [first], (
+        "it drained (SIGTERM), not killed"
+    )
+    time.sleep(3)
+    assert len(group.events("start", worker_id=0)) == 2, "its successor holds a partition: it stays"
+    assert len(group.events("start", worker_id=1)) == 1
+    assert group.worker(0)["restarts"] == 0, "a replacement is not a failure"
+    group.signal(signal.SIGTERM)
+    assert group.wait(10) == 0
+
+
+def test_a_worker_without_partitions_is_left_alone_when_nobody_holds_several(start):
+    group = start("fair", workers=3, idle_limit_s=1)
+    running_pids(group, 3)
+    time.sleep(4)
+    assert len(group.events("start")) == 3
+    assert "replacing it" not in group.log()
+    group.signal(signal.SIGTERM)
+    assert group.wait(10) == 0

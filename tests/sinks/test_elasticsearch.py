@@ -3,25 +3,24 @@ against a small scripted HTTP server, since a healthy Elasticsearch does not pro
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import orjson
 import pytest
 from elasticsearch import Elasticsearch
 from support.records import TS, record, route
+from support.scripted_es import items, whole
 
+from conductor.config import ElasticsearchSettings
 from conductor.errors import RecordError, RetriableRecordError, SinkUnavailable
+from conductor.records import Record
 from conductor.routes import Route
-from sinks.elasticsearch import ElasticsearchSettings, ElasticsearchSink, plan_requests
-from tasks.records import Record
+from sinks.elasticsearch import ElasticsearchSink, plan_requests
 
 
 @pytest.fixture
@@ -275,7 +274,7 @@ def test_check_routes(caplog):
         "KCQL line 1 (c <- t3): unknown PROPERTIES key 'behaviour.on.null' (known: behavior.on.null.values)",
         "KCQL line 1 (d <- t4): behavior.on.null.values='drop' must be one of IGNORE, DELETE, FAIL",
     ]
-    assert "WITHDOCTYPE=reading is ignored" in caplog.text
+    assert "WITHDOCTYPE=reading has no effect" in caplog.text
 
 
 def test_setup_against_an_unused_port_fails_fast():
@@ -310,89 +309,6 @@ def test_plan_requests_bounds_actions_and_bytes():
 
 # -- retry paths, against a scripted server ------------------------------------------------
 
-Answer = Callable[[list[dict[str, Any]]], tuple[int, dict[str, Any]]]
-
-
-class ScriptedElasticsearch:
-    """Answers cluster health, and each `_bulk` with the next scripted answer (the last one
-    repeats). Records the action lines of every bulk request."""
-
-    def __init__(self, answers: list[Answer]) -> None:
-        self.answers = answers
-        self.requests: list[list[dict[str, Any]]] = []
-        scripted = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                self.reply(200, {"status": "green"})
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["content-length"]))
-                lines = [json.loads(line) for line in body.splitlines() if line]
-                actions = [
-                    line
-                    for line in lines
-                    if len(line) == 1 and next(iter(line)) in ("index", "update", "delete", "create")
-                ]
-                scripted.requests.append(actions)
-                answer = scripted.answers[min(len(scripted.requests), len(scripted.answers)) - 1]
-                self.reply(*answer(actions))
-
-            def reply(self, status: int, payload: dict[str, Any]) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("x-elastic-product", "Elasticsearch")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def items(statuses: Callable[[int, dict[str, Any]], int]) -> Answer:
-    def answer(actions: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
-        result = []
-        for position, action in enumerate(actions):
-            ((op, meta),) = action.items()
-            status = statuses(position, meta)
-            item = {"_index": meta["_index"], "_id": meta["_id"], "status": status}
-            if status >= 300:
-                item["error"] = {"type": "es_rejected_execution_exception", "reason": "queue full"}
-            result.append({op: item})
-        return 200, {"errors": any(i[next(iter(i))]["status"] >= 300 for i in result), "items": result}
-
-    return answer
-
-
-def whole(status: int) -> Answer:
-    return lambda actions: (status, {"error": {"type": "x", "reason": "whole request"}, "status": status})
-
-
-@pytest.fixture
-def scripted() -> Iterator[Callable[[list[Answer]], ScriptedElasticsearch]]:
-    servers: list[ScriptedElasticsearch] = []
-
-    def start(answers: list[Answer]) -> ScriptedElasticsearch:
-        servers.append(ScriptedElasticsearch(answers))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.stop()
-
-
-FAST = {"retry_backoff_initial_s": 0.01, "retry_backoff_max_s": 0.05}
 R = route("INSERT INTO idx SELECT * FROM readings PK id")
 
 
@@ -400,33 +316,41 @@ def batch_of(n: int) -> list[tuple[Record, Route]]:
     return [(record(i, {"id": f"d{i}"}), R) for i in range(n)]
 
 
-def test_items_refused_for_now_are_retried_alone(scripted, make_sink):
+def test_items_refused_for_now_come_back_retriable_and_alone(scripted, make_sink):
+    """One attempt per write(): the worker writes the refused items again (tasks/sink.py)."""
     server = scripted(
         [items(lambda pos, meta: 429 if meta["_id"] == "d1" else 201), items(lambda pos, meta: 201)]
     )
-    sink = make_sink([R], hosts=(server.url,), **FAST)
-    assert sink.write(batch_of(3)) == []
+    sink = make_sink([R], hosts=(server.url,))
+    batch = batch_of(3)
+    failures = sink.write(batch)
+    assert [(f.record.offset, f.retriable) for f in failures] == [(1, True)]
+    assert failures[0].error.reason.startswith(
+        "Elasticsearch rejected document idx/d1: es_rejected_execution_exception: queue full"
+    )
+    assert sink.write([batch[1]]) == []
     assert [[a["index"]["_id"] for a in request] for request in server.requests] == [
         ["d0", "d1", "d2"],
         ["d1"],
     ]
 
 
-def test_items_refused_until_the_deadline_are_retriable_failures(scripted, make_sink):
-    server = scripted([items(lambda pos, meta: 503 if pos == 0 else 201)])
-    sink = make_sink([R], hosts=(server.url,), write_timeout_ms=300, **FAST)
+def test_a_refused_item_that_is_not_retriable_is_a_record_error(scripted, make_sink):
+    server = scripted([items(lambda pos, meta: 400 if pos == 0 else 201, error="document_parsing_exception")])
+    sink = make_sink([R], hosts=(server.url,))
     failures = sink.write(batch_of(2))
-    assert [f.record.offset for f in failures] == [0]
-    assert isinstance(failures[0].error, RetriableRecordError) and failures[0].retriable
-    assert failures[0].error.reason.startswith(
-        "Elasticsearch rejected document idx/d0: es_rejected_execution_exception: queue full"
-    )
-    assert len(server.requests) > 2
+    assert [(f.record.offset, type(f.error)) for f in failures] == [(0, RecordError)]
+    assert len(server.requests) == 1
 
 
-def test_whole_request_503_is_retried(scripted, make_sink):
+def test_a_whole_request_refused_for_now_makes_each_record_retriable(scripted, make_sink):
     server = scripted([whole(503), whole(429), items(lambda pos, meta: 201)])
-    sink = make_sink([R], hosts=(server.url,), **FAST)
+    sink = make_sink([R], hosts=(server.url,))
+    for status in (503, 429):
+        failures = sink.write(batch_of(3))
+        assert [f.record.offset for f in failures] == [0, 1, 2]
+        assert all(isinstance(f.error, RetriableRecordError) for f in failures)
+        assert f"HTTP {status}" in failures[0].error.reason
     assert sink.write(batch_of(3)) == []
     assert len(server.requests) == 3
 
@@ -435,14 +359,14 @@ def test_413_splits_the_request(scripted, make_sink):
     server = scripted(
         [lambda actions: whole(413)(actions) if len(actions) > 2 else items(lambda pos, meta: 201)(actions)]
     )
-    sink = make_sink([R], hosts=(server.url,), **FAST)
+    sink = make_sink([R], hosts=(server.url,))
     assert sink.write(batch_of(8)) == []
     assert [len(request) for request in server.requests] == [8, 4, 2, 2, 4, 2, 2]
 
 
 def test_a_single_action_too_large_is_a_failure(scripted, make_sink):
     server = scripted([whole(413)])
-    sink = make_sink([R], hosts=(server.url,), **FAST)
+    sink = make_sink([R], hosts=(server.url,))
     failures = sink.write(batch_of(2))
     assert [f.record.offset for f in failures] == [0, 1]
     assert "too large for Elasticsearch" in failures[0].error.reason
@@ -450,13 +374,13 @@ def test_a_single_action_too_large_is_a_failure(scripted, make_sink):
 
 def test_write_while_unreachable_raises_sink_unavailable(scripted, make_sink):
     server = scripted([items(lambda pos, meta: 201)])
-    sink = make_sink([R], hosts=(server.url,), write_timeout_ms=300, **FAST)
+    sink = make_sink([R], hosts=(server.url,), write_timeout_ms=300)
     server.stop()
     started = time.monotonic()
     with pytest.raises(SinkUnavailable) as caught:
         sink.write(batch_of(3))
     assert time.monotonic() - started < 3
-    assert f"Elasticsearch at {server.url} did not take a bulk request within 300 ms" in str(caught.value)
+    assert f"Elasticsearch at {server.url} did not take a bulk request: ConnectionError" in str(caught.value)
 
 
 def test_a_hung_server_does_not_hold_write_past_the_timeout(scripted, make_sink):
@@ -465,8 +389,21 @@ def test_a_hung_server_does_not_hold_write_past_the_timeout(scripted, make_sink)
         return items(lambda pos, meta: 201)(actions)
 
     server = scripted([hang])
-    sink = make_sink([R], hosts=(server.url,), write_timeout_ms=500, **FAST)
+    sink = make_sink([R], hosts=(server.url,), write_timeout_ms=500)
     started = time.monotonic()
     with pytest.raises(SinkUnavailable, match="ConnectionTimeout"):
         sink.write(batch_of(1))
     assert time.monotonic() - started < 2
+
+
+def test_requests_not_sent_before_the_write_timeout_are_retriable(scripted, make_sink):
+    def slow(actions: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
+        time.sleep(0.3)
+        return items(lambda pos, meta: 201)(actions)
+
+    server = scripted([slow])
+    sink = make_sink([R], hosts=(server.url,), write_timeout_ms=1000, batch_size=1)
+    failures = sink.write(batch_of(6))
+    assert 1 <= len(server.requests) < 6
+    assert [f.record.offset for f in failures] == list(range(len(server.requests), 6))
+    assert all(f.retriable and "not sent" in f.error.reason for f in failures)

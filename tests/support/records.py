@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 
 from conductor.kcql import parse_kcql
+from conductor.records import Record
 from conductor.routes import Route, compile_route
-from tasks.records import Record
 
 TS = int(datetime(2025, 12, 29, 12, 0, tzinfo=UTC).timestamp() * 1000)
 

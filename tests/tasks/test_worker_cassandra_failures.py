@@ -201,7 +201,7 @@ def test_noop_skips_the_bad_record_and_writes_every_other_row(
     assert f"{topic}-{BAD_WHERE}" in (worker.get("last_error") or ""), worker
     assert_names_reason(worker["last_error"], reasons)
     log = conductor.full_log()
-    assert f"NOOP policy skips 1 record(s) failed: {topic}-{BAD_WHERE}: " in log, (
+    assert f"skipped (NOOP policy) 1 record(s) failed: {topic}-{BAD_WHERE}: " in log, (
         "the skipped record is logged"
     )
     assert_names_reason(log, reasons)
@@ -222,7 +222,7 @@ def test_dead_letter_topic_takes_the_bad_record_with_context_headers(
     topic = source(kafka, "cass-dlq-src", kind, bad_value)
     dlq = create_topic(kafka, partitions=1, prefix=f"cass-dlq-{kind.replace('_', '-')}")
     name = unique(f"cass-dlq-{kind.replace('_', '-')}")
-    # THROW, as in the Elasticsearch test: the dead-letter topic takes the place of give_up.
+    # NOOP, as in the Elasticsearch test: the dead-letter topic keeps what the policy skips.
     config = write_cassandra_config(
         tmp_path,
         name,
@@ -231,7 +231,7 @@ def test_dead_letter_topic_takes_the_bad_record_with_context_headers(
         cassandra,
         kafka,
         keyspace,
-        connect__cassandra__error__policy="THROW",
+        connect__cassandra__error__policy="NOOP",
         errors__tolerance="all",
         errors__deadletterqueue__topic__name=dlq,
         errors__deadletterqueue__context__headers__enable="true",

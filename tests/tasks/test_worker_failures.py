@@ -10,16 +10,14 @@ Layout of the small topics: one partition, ten good readings (offsets 0-9), one 
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import orjson
 import pytest
 from elasticsearch import Elasticsearch
+from support.outages import create_unwritable_index, make_writable
 from support.pipeline import (
-    ROOT,
     assert_gave_up_after_one_restart,
     assert_names_reason,
     committed_offsets,
@@ -43,7 +41,8 @@ GOOD_AFTER = 10
 END_OFFSET = GOOD_BEFORE + 1 + GOOD_AFTER  # 21
 GOOD_OFFSETS = [n for n in range(END_OFFSET) if n != BAD_OFFSET]
 
-# kind -> (the bad record's value, substrings its error must name)
+# kind -> (the bad record's value, substrings its error must name). "malformed" cannot be decoded
+# (errors.tolerance governs it); the store refuses the others (the error policy governs them).
 BAD_RECORDS: dict[str, tuple[bytes, tuple[str, ...]]] = {
     "malformed": (b'{"reading_id": 10, "sensor_id": "sensor-0010", "celsius": ,}', ("not valid JSON",)),
     "missing_pk": (
@@ -134,6 +133,8 @@ def test_noop_skips_the_bad_record_and_commits_the_whole_batch(
     create_index_with_float_celsius(elasticsearch, index)
     produce(kafka, topic, good_and_bad(bad_value))
     name = unique(f"noop-{kind.replace('_', '-')}")
+    # A record that cannot be decoded is skipped only under errors.tolerance=all, as in Kafka Connect.
+    tolerance = "all" if kind == "malformed" else "none"
     config = write_config(
         tmp_path,
         name,
@@ -142,6 +143,7 @@ def test_noop_skips_the_bad_record_and_commits_the_whole_batch(
         kafka=kafka,
         kcql=f"INSERT INTO {index} SELECT * FROM {topic} PK sensor_id",
         connect__elastic__error__policy="NOOP",
+        errors__tolerance=tolerance,
     )
     conductor = conductors(config, workers=1)
 
@@ -175,12 +177,12 @@ def test_dead_letter_topic_takes_the_bad_record_with_context_headers(
 ) -> None:
     bad_value, reasons = BAD_RECORDS[kind]
     topic = create_topic(kafka, partitions=1, prefix=f"dlq-src-{kind.replace('_', '-')}")
-    dlq = create_topic(kafka, partitions=1, prefix=f"dlq-{kind.replace('_', '-')}")
+    dlq = unique(f"dlq-{kind.replace('_', '-')}")  # conductor creates it, as Kafka Connect does
     create_index_with_float_celsius(elasticsearch, index)
     produce(kafka, topic, good_and_bad(bad_value))
     name = unique(f"dlq-{kind.replace('_', '-')}")
-    # The policy is THROW: with a dead-letter topic the failed records go there instead of
-    # failing the task (policies/__init__.py: the DLQ takes the place of give_up).
+    # errors.tolerance=all sends what is skipped to the dead-letter topic: the record that cannot
+    # be decoded, and those the NOOP policy skips.
     config = write_config(
         tmp_path,
         name,
@@ -188,9 +190,10 @@ def test_dead_letter_topic_takes_the_bad_record_with_context_headers(
         elasticsearch=elasticsearch,
         kafka=kafka,
         kcql=f"INSERT INTO {index} SELECT * FROM {topic} PK sensor_id",
-        connect__elastic__error__policy="THROW",
+        connect__elastic__error__policy="NOOP",
         errors__tolerance="all",
         errors__deadletterqueue__topic__name=dlq,
+        errors__deadletterqueue__topic__replication__factor=1,
         errors__deadletterqueue__context__headers__enable="true",
     )
     conductor = conductors(config, workers=1)
@@ -213,9 +216,11 @@ def test_dead_letter_topic_takes_the_bad_record_with_context_headers(
     assert headers["__connect.errors.topic"] == topic
     assert headers["__connect.errors.partition"] == "0"
     assert headers["__connect.errors.offset"] == str(BAD_OFFSET)
+    assert headers["__connect.errors.stage"] == ("VALUE_CONVERTER" if kind == "malformed" else "TASK_PUT")
     assert headers["__connect.errors.exception.class.name"].strip()
     assert_names_reason(headers["__connect.errors.exception.message"], reasons, ignore_case=True)
     assert headers["__connect.errors.exception.stacktrace"].strip()
+    assert f"created dead-letter topic {dlq} (1 partition, replication factor 1)" in conductor.full_log()
 
     wait_for(lambda: conductor.total("dead_lettered") == 1, 30, "the worker's state to count 1 dead-lettered")
     assert conductor.process.poll() is None, (
@@ -224,6 +229,114 @@ def test_dead_letter_topic_takes_the_bad_record_with_context_headers(
     assert all(state.get("state") == "running" for state in conductor.states()), conductor.states()
     assert conductor.stop() == 0
     assert committed_offsets(kafka, f"connect-{name}") == {0: END_OFFSET}
+
+
+# -- errors.tolerance and the policy, each in its own lane -----------------------------------------
+
+
+def stops_at_the_bad_record(conductor, kafka: str, name: str) -> None:
+    """restart.max=0: the failed task is not restarted, the supervisor exits 1, and exactly the
+    records before the bad one are committed."""
+    assert conductor.wait(60) == 1, f"the task fails; log:\n{conductor.output()}"
+    assert committed_offsets(kafka, f"connect-{name}") == {0: BAD_OFFSET}
+    assert "task failed:" in conductor.full_log()
+
+
+@pytest.mark.parametrize("with_dlq", [False, True], ids=["no-dlq", "dlq"])
+def test_tolerance_none_stops_at_a_record_that_cannot_be_decoded_whatever_the_policy(
+    with_dlq, kafka, elasticsearch, conductors, tmp_path, index
+) -> None:
+    """Kafka Connect's default: NOOP covers what the store refuses, not what cannot be decoded.
+    A dead-letter topic needs errors.tolerance=all; with none it is reported and left empty."""
+    bad_value, reasons = BAD_RECORDS["malformed"]
+    topic = create_topic(kafka, partitions=1, prefix="tolerance-none")
+    dlq = create_topic(kafka, partitions=1, prefix="unused-dlq")
+    produce(kafka, topic, good_and_bad(bad_value))
+    name = unique("tolerance-none")
+    dead_letter = {"errors__deadletterqueue__topic__name": dlq} if with_dlq else {}
+    config = write_config(
+        tmp_path,
+        name,
+        topic,
+        elasticsearch=elasticsearch,
+        kafka=kafka,
+        kcql=f"INSERT INTO {index} SELECT * FROM {topic}",
+        connect__elastic__error__policy="NOOP",
+        conductor__restart__max=0,
+        **dead_letter,
+    )
+    conductor = conductors(config, workers=1)
+    stops_at_the_bad_record(conductor, kafka, name)
+    (worker,) = conductor.states()
+    assert "errors.tolerance is none" in worker["last_error"]
+    assert_names_reason(worker["last_error"], (f"{topic}-0@{BAD_OFFSET}", *reasons), ignore_case=True)
+    assert end_offsets(kafka, dlq) == {0: 0}
+    unused = "errors.deadletterqueue.topic.name has no effect here: errors.tolerance is none"
+    assert (unused in conductor.full_log()) is with_dlq
+
+
+def test_tolerance_all_without_a_dead_letter_topic_skips_what_cannot_be_decoded(
+    kafka, elasticsearch, conductors, tmp_path, index
+) -> None:
+    """The THROW policy does not govern decoding: errors.tolerance=all lets the record through."""
+    bad_value, _ = BAD_RECORDS["malformed"]
+    topic = create_topic(kafka, partitions=1, prefix="tolerance-all")
+    produce(kafka, topic, good_and_bad(bad_value))
+    name = unique("tolerance-all")
+    config = write_config(
+        tmp_path,
+        name,
+        topic,
+        elasticsearch=elasticsearch,
+        kafka=kafka,
+        kcql=f"INSERT INTO {index} SELECT * FROM {topic}",
+        connect__elastic__error__policy="THROW",
+        errors__tolerance="all",
+        errors__log__enable="true",
+        errors__log__include__messages="true",
+    )
+    conductor = conductors(config, workers=1)
+    wait_for(
+        lambda: committed_offsets(kafka, f"connect-{name}") == {0: END_OFFSET}, 60, "every offset committed"
+    )
+    assert es_count(elasticsearch, index) == len(GOOD_OFFSETS)
+    wait_for(lambda: conductor.total("skipped") == 1, 30, "1 skipped record in the worker's state")
+    log = conductor.full_log()
+    assert "skipped (errors.tolerance=all)" in log
+    # errors.log.enable: Kafka Connect's line, with the record when include.messages is on
+    assert (
+        f"Error encountered in task {name}-0. Executing stage 'VALUE_CONVERTER' (decoding), where consumed "
+        f"record is {{topic='{topic}', partition=0, offset={BAD_OFFSET}, timestamp={TS + BAD_OFFSET}}}: "
+    ) in log
+    assert conductor.stop() == 0
+
+
+def test_with_a_dead_letter_topic_throw_still_stops_at_a_record_the_store_refused(
+    kafka, elasticsearch, conductors, tmp_path, index
+) -> None:
+    """The dead-letter topic takes what is skipped; it does not overrule the THROW the user chose."""
+    bad_value, _ = BAD_RECORDS["rejected"]
+    topic = create_topic(kafka, partitions=1, prefix="throw-dlq")
+    dlq = create_topic(kafka, partitions=1, prefix="throw-dlq-dlq")
+    create_index_with_float_celsius(elasticsearch, index)
+    produce(kafka, topic, good_and_bad(bad_value))
+    name = unique("throw-dlq")
+    config = write_config(
+        tmp_path,
+        name,
+        topic,
+        elasticsearch=elasticsearch,
+        kafka=kafka,
+        kcql=f"INSERT INTO {index} SELECT * FROM {topic} PK sensor_id",
+        connect__elastic__error__policy="THROW",
+        errors__tolerance="all",
+        errors__deadletterqueue__topic__name=dlq,
+        conductor__restart__max=0,
+    )
+    conductor = conductors(config, workers=1)
+    stops_at_the_bad_record(conductor, kafka, name)
+    assert end_offsets(kafka, dlq) == {0: 0}
+    assert "document_parsing_exception" in conductor.states()[0]["last_error"]
 
 
 # -- THROW ------------------------------------------------------------------------------------
@@ -265,177 +378,13 @@ def test_throw_fails_the_task_commits_nothing_past_the_failure_and_gives_up_afte
     assert ids <= {f"{topic}-0-{n}" for n in GOOD_OFFSETS}
 
 
-# -- RETRY through an Elasticsearch outage ---------------------------------------------------------
-
-LAUNCHER = ROOT / "compose" / "local"
-
-
-def es_answers(url: str) -> bool:
-    client = Elasticsearch(url, request_timeout=3)
-    try:
-        health = client.cluster.health(timeout="2s")
-        return health["status"] in ("yellow", "green")
-    except Exception:
-        return False
-    finally:
-        client.close()
-
-
-def group_settled(conductor, workers: int, partitions: int) -> bool:
-    owned = [
-        {p["partition"] for p in state.get("partitions", [])}
-        for state in conductor.states()
-        if state.get("state") == "running"
-    ]
-    return len(owned) == workers and all(owned) and len(set().union(*owned)) == partitions
-
-
-def es_count_or_none(url: str, index: str) -> int | None:
-    try:
-        return es_count(url, index)
-    except Exception:
-        return None
-
-
-def launcher(*arguments: str, timeout: float) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(LAUNCHER), *arguments], capture_output=True, text=True, timeout=timeout, cwd=ROOT
-    )
-
-
-def bring_elasticsearch_back(url: str, timeout: float = 180) -> None:
-    """`compose/local up elasticsearch` until it answers. Tried again when it fails: another test
-    session that found Elasticsearch down mid-outage may be starting it at the same moment."""
-    deadline = time.monotonic() + timeout
-    failures = []
-    while not es_answers(url):
-        if time.monotonic() > deadline:
-            raise AssertionError("could not bring Elasticsearch back:\n" + "\n".join(failures[-2:]))
-        started = launcher("up", "elasticsearch", timeout=max(deadline - time.monotonic(), 30))
-        if started.returncode != 0:
-            failures.append(
-                f"compose/local up elasticsearch: {started.stdout[-1500:]}{started.stderr[-1500:]}"
-            )
-            time.sleep(3)
-    wait_for(lambda: es_answers(url), 60, "Elasticsearch to answer again")
-
-
-def test_retry_absorbs_an_elasticsearch_outage_mid_run(
-    kafka, elasticsearch, conductors, tmp_path, index
-) -> None:
-    topic = create_topic(kafka, partitions=6, prefix="outage")
-    half = 15_000
-    total = 2 * half
-    first = [(f"sensor-{n % 500:04d}".encode(), reading(n, TS + n), TS + n) for n in range(half)]
-    second = [(f"sensor-{n % 500:04d}".encode(), reading(n, TS + n), TS + n) for n in range(half, total)]
-    produce(kafka, topic, first)
-    name = unique("outage")
-    # No PK: the id is topic-partition-offset, so a re-written record overwrites itself and
-    # only a loss changes the count.
-    config = write_config(
-        tmp_path,
-        name,
-        topic,
-        elasticsearch=elasticsearch,
-        kafka=kafka,
-        kcql=f"INSERT INTO {index} SELECT * FROM {topic}",
-        conductor__linger__ms=50,
-        connect__elastic__error__policy="RETRY",
-        connect__elastic__max__retries=60,
-        connect__elastic__retry__interval=1000,
-        connect__elastic__write__timeout=3000,
-    )
-    conductor = conductors(config, workers=3)
-    # The outage starts once the group is settled (every worker owns partitions), so that it
-    # tests RETRY alone; a rebalance during a retry has its own tests below.
-    wait_for(lambda: group_settled(conductor, 3, 6), 60, "each of the 3 workers to own partitions")
-    wait_for(lambda: es_count(elasticsearch, index) == half, 90, f"the first {half} documents")
-
-    try:
-        stopped = launcher("down", "elasticsearch", timeout=120)
-        assert stopped.returncode == 0, (
-            f"compose/local down elasticsearch failed:\n{stopped.stdout}\n{stopped.stderr}"
-        )
-        assert not es_answers(elasticsearch), "Elasticsearch still answers after compose/local down"
-        produce(kafka, topic, second)
-        time.sleep(5)  # the workers poll the second half and find Elasticsearch gone
-        assert conductor.process.poll() is None, (
-            f"conductor exited during the outage; log:\n{conductor.output()}"
-        )
-    finally:
-        bring_elasticsearch_back(elasticsearch)
-
-    ends = end_offsets(kafka, topic)
-    assert sum(ends.values()) == total
-    try:
-        wait_for(lambda: es_count_or_none(elasticsearch, index) == total, 120, f"all {total} documents")
-    except AssertionError as timed_out:
-        raise AssertionError(
-            f"{timed_out}: {es_count_or_none(elasticsearch, index)} documents; committed "
-            f"{committed_offsets(kafka, f'connect-{name}')} of {ends}; conductor running: "
-            f"{conductor.process.poll() is None}; log:\n{log_digest(conductor)}"
-        ) from None
-    try:
-        wait_for(
-            lambda: committed_offsets(kafka, f"connect-{name}") == ends,
-            30,
-            "offsets committed up to the end of every partition",
-        )
-    except AssertionError as timed_out:
-        positions = {
-            p["partition"]: p["committed"]
-            for state in conductor.states()
-            for p in state.get("partitions", [])
-        }
-        raise AssertionError(
-            f"{timed_out}: committed {committed_offsets(kafka, f'connect-{name}')}, end offsets {ends}, "
-            f"worker committed positions {positions}; log:\n{log_digest(conductor)}"
-        ) from None
-    assert es_count(elasticsearch, index) == total, "exactly one document per record: nothing lost"
-
-    assert conductor.process.poll() is None, (
-        f"the RETRY policy must absorb the outage; log:\n{conductor.output()}"
-    )
-    log = conductor.full_log()
-    assert "elasticsearch unavailable" in log, "the workers did meet the outage"
-    assert "task failed" not in log, log[-6000:]
-    slots = conductor.supervisor_state()["workers"]
-    assert [slot["restarts"] for slot in slots] == [0, 0, 0], slots
-    assert conductor.stop() == 0
-
-
 # -- a rebalance while a batch is being retried ------------------------------------------------
 # Elasticsearch stays up: the index is created with its primary shard held unassigned (an
 # allocation filter no node matches), so every bulk request to it times out and the workers sit
 # in their retry waits until the filter is lifted. (A read-only-allow-delete block would not do:
 # Elasticsearch's disk monitor lifts it by itself within 30 s.)
 
-RETRY_LINE = re.compile(r"worker (\d+): (?:retry \d+ of \d+|elasticsearch unavailable)")
-
-
-def create_unwritable_index(url: str, index: str) -> None:
-    client = Elasticsearch(url)
-    try:
-        client.indices.create(
-            index=index,
-            wait_for_active_shards="0",
-            settings={
-                "index.routing.allocation.require._name": "no-such-node",
-                "index.number_of_replicas": 0,
-            },
-            mappings={"properties": {"celsius": {"type": "float"}}},
-        )
-    finally:
-        client.close()
-
-
-def make_writable(url: str, index: str) -> None:
-    client = Elasticsearch(url)
-    try:
-        client.indices.put_settings(index=index, settings={"index.routing.allocation.require._name": None})
-        client.cluster.health(index=index, wait_for_status="green", timeout="30s")
-    finally:
-        client.close()
+RETRY_LINE = re.compile(r"worker (\d+): (?:retry \d+ of \d+|Elasticsearch at \S+ does not answer)")
 
 
 def retrying_workers(conductor) -> set[int]:

@@ -1,0 +1,58 @@
+"""Logging for the `conductor` command: conductor's own short lines, and the client libraries
+quiet unless something is wrong.
+
+kafka-python logs some messages at WARNING or ERROR on a healthy run: a step of its IO loop
+that took over 0.1 s (a busy machine), a group leader without a new topic's metadata yet
+(another rebalance follows by itself), and a socket race when a consumer closes. The
+Elasticsearch client marks a node dead and alive again at WARNING, which the worker's own
+outage lines already say. They are shown at DEBUG; everything else a library logs at WARNING or
+above stays as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+LOG_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
+
+NOISE = (
+    ("elastic_transport.node_pool", ""),  # a node marked dead or alive: the worker's own line says so
+    ("kafka.net.selector", "It is blocking the event loop"),
+    ("kafka.coordinator.assignors", "No partition metadata for topic"),
+    ("kafka.cluster", "Metadata refresh: failed Cancelled"),
+)
+
+
+def _noise(record: logging.LogRecord) -> bool:
+    name, message = record.name, record.getMessage()
+    if any(name.startswith(logger) and text in message for logger, text in NOISE):
+        return True
+    # A consumer closing while its IO thread still reads: the socket is already gone.
+    error = record.exc_info[1] if record.exc_info else None
+    return name == "kafka.net.transport" and isinstance(error, AttributeError) and "recv" in str(error)
+
+
+class LibraryNoise(logging.Filter):
+    """Shows the messages above at DEBUG: dropped unless the level is DEBUG."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.DEBUG and _noise(record):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return self.level <= logging.DEBUG
+        return True
+
+
+def configure(level_name: str) -> None:
+    level = logging.getLevelName(level_name.upper())
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.addFilter(LibraryNoise(level))
+    logging.basicConfig(level=level, handlers=[handler])
+    # The clients' INFO lines are their own chatter; their warnings and errors still show.
+    for library in ("kafka", "elastic_transport", "cassandra"):
+        logging.getLogger(library).setLevel(max(logging.WARNING, level))

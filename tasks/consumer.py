@@ -1,0 +1,342 @@
+"""One worker's membership of its connector's consumer group (kafka-python 3).
+
+Everything about the group is here: joining (waiting out a Kafka that cannot answer), polling,
+the pause-and-seek waits that keep the worker a live member while it waits to write again,
+the rebalance callbacks, committing, lag, records lost to retention, and a watch on the
+membership itself. A task (tasks/sink.py) sees records, offsets and revoked partitions only.
+
+kafka-python 3 heartbeats on its own IO thread, but a join, and with it every rebalance
+callback, runs only inside poll() on the worker's thread: a worker that stops polling stalls
+its group's rebalances. So nothing here waits without polling.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
+from kafka.structs import MemberState, OffsetAndMetadata, TopicPartition
+
+from conductor.config import ConnectorConfig
+from conductor.workercontrol import WorkerControl
+from tasks.batch import TopicPartitionKey
+from tasks.losses import Losses
+from tasks.outage import Outage
+
+log = logging.getLogger("conductor.worker")
+
+Offsets = dict[TopicPartitionKey, int]  # the next offset to read, per partition
+COMMIT_TIMEOUT_MS = 30_000
+HEARTBEAT_INTERVAL_MS = 1000  # Kafka assigns partitions on the next heartbeat after a join: 1 s, not 3 s
+PAUSED_POLL_S = 0.5
+
+
+class StopRequested(Exception):
+    """The supervisor asked the worker to stop while it was waiting."""
+
+
+class Listener(AsyncConsumerRebalanceListener):
+    """Runs on kafka-python's IO thread while the worker's thread is inside poll(), so the
+    worker's own state can be changed here without a lock. It only does bookkeeping: anything
+    that waited here would hold up the whole group's rebalance."""
+
+    def __init__(self, member: GroupMember) -> None:
+        self.member = member
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        if revoked:
+            self.member.revoked(set(revoked), "revoked")
+
+    async def on_partitions_lost(self, lost: Any) -> None:
+        if lost:
+            self.member.revoked(set(lost), "lost")
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        if assigned:
+            self.member.assigned(set(assigned))
+
+
+class GroupMember:
+    """Built in the worker process, after the fork."""
+
+    def __init__(
+        self,
+        config: ConnectorConfig,
+        control: WorkerControl,
+        instance_id: str,
+        on_revoked: Callable[[set[TopicPartitionKey]], None],
+    ) -> None:
+        self.config = config
+        self.control = control
+        self.worker_id = control.worker_id
+        self.instance_id = instance_id
+        self.on_revoked = on_revoked
+        self.consumer: Any = None
+        self.next_offsets: Offsets = {}  # as read here
+        self.committed: Offsets = {}  # as committed here
+        self.losses = Losses(self.worker_id)  # records deleted by retention before they were written
+        self.refused_commits = 0
+        self.rejoins = 0
+        self.unstable_since: float | None = None
+        self.kafka = Outage(self.worker_id, f"Kafka at {', '.join(config.kafka.bootstrap_servers)}")
+        self.while_waiting: Callable[[], None] = lambda: None  # the worker's state report, during waits
+
+    # -- joining ----------------------------------------------------------------------------
+
+    def join(self) -> None:
+        """Create the consumer and subscribe; while Kafka cannot answer, wait for it."""
+        from kafka import KafkaConsumer
+        from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
+        from kafka.errors import KafkaError
+
+        config = self.config
+        kwargs = config.kafka.consumer_kwargs()
+        kwargs["max_poll_records"] = kwargs.get("max_poll_records", config.worker.batch_max_records)
+        kwargs["partition_assignment_strategy"] = (CooperativeStickyAssignor,)
+        kwargs.setdefault("heartbeat_interval_ms", HEARTBEAT_INTERVAL_MS)
+        if config.worker.static_membership:
+            kwargs["group_instance_id"] = self.instance_id
+        while True:
+            try:
+                self.consumer = KafkaConsumer(**kwargs)
+                break
+            except KafkaError as error:
+                if not getattr(error, "retriable", False):
+                    raise
+                self.pause(self.kafka.failed(f"{type(error).__name__}: {error}"))
+        self.kafka.ended()
+        listener = Listener(self)
+        if config.topics_regex:
+            self.consumer.subscribe(pattern=config.topics_regex, listener=listener)
+        else:
+            self.consumer.subscribe(topics=list(config.topics), listener=listener)
+        self.unstable_since = time.monotonic()
+
+    def close(self, leave: bool) -> None:
+        """Close the consumer. `leave`: leave the group at once, even as a static member, so the
+        partitions move now; a worker about to be replaced in its slot keeps them waiting for
+        its successor instead."""
+        if self.consumer is None:
+            return
+        consumer, self.consumer = self.consumer, None
+        try:
+            if leave and self.config.worker.static_membership:
+                _leave_as_static_member(consumer)
+            consumer.close(autocommit=False)
+        except Exception as exc:
+            log.warning("worker %d: closing the consumer: %s", self.worker_id, exc)
+
+    # -- rebalance callbacks (kafka-python's IO thread, inside poll()) ------------------------
+
+    def assigned(self, partitions: set[TopicPartition]) -> None:
+        self.losses.assigned(partitions)
+        log.info("worker %d: partitions assigned: %s", self.worker_id, _names(partitions))
+
+    def revoked(self, partitions: set[TopicPartition], how: str) -> None:
+        keys = {(tp.topic, tp.partition) for tp in partitions}
+        for key in keys:
+            self.next_offsets.pop(key, None)  # its new owner reads on from the last commit
+        self.losses.revoked(partitions)
+        try:
+            self.on_revoked(keys)
+        except Exception:
+            log.exception("worker %d: letting go of %s failed", self.worker_id, _names(partitions))
+        level = logging.DEBUG if self.control.stop_requested else logging.INFO
+        log.log(level, "worker %d: partitions %s: %s", self.worker_id, how, _names(partitions))
+
+    # -- poll, commit, wait ----------------------------------------------------------------------
+
+    def poll(self, timeout_s: float, max_records: int) -> dict[TopicPartition, list[Any]]:
+        """Records of the partitions this worker holds; rebalance callbacks run in here."""
+        from kafka.errors import FencedInstanceIdError
+
+        try:
+            polled = self.consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        except FencedInstanceIdError as exc:
+            # Another consumer took this worker's group.instance.id: join again as a new member.
+            self.rejoins += 1
+            log.warning(
+                "worker %d: fenced out of the group (%s); starting a new consumer", self.worker_id, exc
+            )
+            self.close(leave=False)
+            self.join()
+            return {}
+        next_offsets = self.next_offsets
+        for tp, messages in polled.items():
+            key = (tp.topic, tp.partition)
+            expected, first = next_offsets.get(key), messages[0].offset
+            if expected is not None and first > expected:
+                self.losses.gap(tp, expected, first)
+            next_offsets[key] = messages[-1].offset + 1
+        if self.losses:
+            self.losses.check(self.consumer, self.commit)
+        self.watch_membership()
+        return polled
+
+    def commit(self, offsets: Offsets) -> bool:
+        """Commit these next offsets to read, synchronously. False if a rebalance refused the
+        commit: a later commit, or the partition's new owner, covers these records (they are
+        written again, which overwrites: document ids and Cassandra keys are deterministic).
+        While Kafka cannot answer, wait for it (polling, so the worker stays in the group)."""
+        from kafka.errors import CommitFailedError, KafkaError, RebalanceInProgressError
+
+        while offsets:
+            to_commit = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()}
+            try:
+                self.consumer.commit(to_commit, timeout_ms=COMMIT_TIMEOUT_MS)
+            except (CommitFailedError, RebalanceInProgressError) as exc:
+                self.refused_commits += 1
+                log.debug("worker %d: commit refused during a rebalance: %s", self.worker_id, exc)
+                return False
+            except KafkaError as exc:
+                if not getattr(exc, "retriable", False):
+                    raise
+                self.wait(self.kafka.failed(f"commit: {type(exc).__name__}: {exc}"))
+                held = self.consumer.assignment()
+                offsets = {key: o for key, o in offsets.items() if TopicPartition(*key) in held}
+                continue
+            self.kafka.ended()
+            self.committed.update(offsets)
+            return True
+        return False
+
+    def wait(self, seconds: float) -> None:
+        """Wait while staying a live member of the group and of the supervisor.
+
+        Polling keeps the worker in the group, and lets a rebalance move partitions away from
+        a batch that is stuck. Every partition is paused before each poll, since the assignment
+        can grow during a wait, and anything a poll still returns is sought back. At the end
+        every partition is sought to the next offset this worker would read: that drops records
+        kafka-python 3.0 parked while paused, which it can otherwise fail to hand out again."""
+        deadline = time.monotonic() + seconds
+        try:
+            while (remaining := deadline - time.monotonic()) > 0:
+                self.control.heartbeat()
+                if self.control.stop_requested:
+                    raise StopRequested()
+                self.while_waiting()
+                self.consumer.pause(*self.consumer.assignment())
+                for tp, messages in self.consumer.poll(
+                    timeout_ms=int(min(remaining, PAUSED_POLL_S) * 1000)
+                ).items():
+                    self.consumer.seek(tp, messages[0].offset)
+                if self.losses:
+                    self.losses.check(self.consumer, self.commit)
+                self.watch_membership()
+        finally:
+            self.resume_where_read()
+
+    def pause(self, seconds: float) -> None:
+        """Wait outside the group (before joining it), heartbeating to the supervisor."""
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            self.control.heartbeat()
+            if self.control.stop_requested:
+                raise StopRequested()
+            self.while_waiting()
+            time.sleep(min(remaining, PAUSED_POLL_S))
+
+    def resume_where_read(self) -> None:
+        consumer = self.consumer
+        held = consumer.assignment()
+        for tp in consumer.paused():
+            next_offset = self.next_offsets.get((tp.topic, tp.partition))
+            if next_offset is not None and tp in held:
+                consumer.seek(tp, next_offset)
+        consumer.resume(*consumer.paused())
+
+    # -- the membership itself -----------------------------------------------------------------------
+
+    def watch_membership(self) -> None:
+        """A member that stopped heartbeating while poll() goes on returning gets no partitions
+        and holds up nobody, but writes nothing: make it join again. kafka-python 3.0.12 can
+        end up so (a fenced heartbeat, a heartbeat loop that died; there is no public API to
+        see it). A member that could not join for long is replaced by a new consumer."""
+        trouble = _stuck(self.consumer)
+        now = time.monotonic()
+        state = self.consumer.group_metadata().state
+        if state == MemberState.STABLE:
+            self.unstable_since = None
+        elif self.unstable_since is None:
+            self.unstable_since = now
+        if trouble is not None:
+            self.rejoins += 1
+            log.warning("worker %d: out of the group (%s); joining again", self.worker_id, trouble)
+            self.consumer._coordinator.reset_generation()
+            return
+        limit = max(60.0, 2 * self.session_timeout_s())
+        if self.unstable_since is not None and now - self.unstable_since > limit and not self.kafka:
+            self.rejoins += 1
+            log.warning(
+                "worker %d: not a stable member of the group for %.0fs (%s); starting a new consumer",
+                self.worker_id,
+                now - self.unstable_since,
+                state,
+            )
+            self.close(leave=False)
+            self.join()
+
+    def session_timeout_s(self) -> float:
+        return self.consumer.config["session_timeout_ms"] / 1000
+
+    def membership(self) -> str:
+        """ "stable", "rebalancing" or "unjoined", for the worker's state."""
+        return (
+            str(self.consumer.group_metadata().state).strip("<>") if self.consumer is not None else "unjoined"
+        )
+
+    # -- state ------------------------------------------------------------------------------------
+
+    def partitions(self) -> list[dict[str, Any]]:
+        """Each partition held, with what this worker committed and the lag behind it.
+        Never from consumer.position(): that call refreshes committed offsets and resets
+        positions as a side effect."""
+        if self.consumer is None:
+            return []
+        rows = []
+        for tp in sorted(self.consumer.assignment()):
+            position = self.committed.get((tp.topic, tp.partition))
+            highwater = self.consumer.highwater(tp)
+            lag = None if highwater is None or position is None else max(0, highwater - position)
+            rows.append({"topic": tp.topic, "partition": tp.partition, "committed": position, "lag": lag})
+        return rows
+
+
+def _stuck(consumer: Any) -> str | None:
+    """Why a consumer that believes itself a stable member is not heartbeating, or None
+    (kafka-python 3.0.12's coordinator, read where it keeps this)."""
+    coordinator = getattr(consumer, "_coordinator", None)
+    if coordinator is None or consumer.group_metadata().state != MemberState.STABLE:
+        return None
+    if getattr(coordinator, "_heartbeat_closed", False):
+        return None
+    if not getattr(coordinator, "_heartbeat_enabled", True):
+        return "its heartbeats were switched off"
+    loop = getattr(coordinator, "_heartbeat_loop_future", None)
+    if loop is not None and loop.is_done:
+        return "its heartbeat loop stopped"
+    return None
+
+
+def _leave_as_static_member(consumer: Any) -> None:
+    """kafka-python's close() sends LeaveGroup only for dynamic members: a static member's
+    partitions would wait session.timeout.ms for it. On a stop for good the worker leaves like a
+    dynamic member, naming its group.instance.id, so the broker moves them at once (KIP-345)."""
+    coordinator = getattr(consumer, "_coordinator", None)
+    if coordinator is not None and hasattr(coordinator, "is_dynamic_member"):
+        coordinator.is_dynamic_member = lambda: True
+
+
+def _names(partitions: set[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}-{tp.partition}" for tp in sorted(partitions))
+
+
+def instance_id(name: str, supervisor_pid: int, worker_id: int) -> str:
+    """Stable across a respawn of the same slot; distinct for another `conductor start`."""
+    raw = f"{name}-{socket.gethostname()}-{supervisor_pid}-{worker_id}"
+    return re.sub(r"[^A-Za-z0-9._-]", "_", raw)[:249]
