@@ -51,7 +51,7 @@ class Record:
 
 def decode(message: Any) -> Record:
     """A kafka-python ConsumerRecord to a Record; a value that is not a JSON object raises
-    RecordError (the record is still returned to the policy through `undecodable`)."""
+    RecordError (the record still reaches the policy, through `record_of`)."""
     raw = message.value
     value = None
     if raw is not None:
@@ -61,27 +61,11 @@ def decode(message: Any) -> Record:
             raise RecordError(f"value is not valid JSON ({exc})") from exc
         if type(value) is not dict:
             raise RecordError(f"value is JSON but not an object (found {type(value).__name__})")
-    return Record(
-        message.topic,
-        message.partition,
-        message.offset,
-        message.timestamp,
-        message.key,
-        value,
-        message.headers,
-        raw,
-    )
+    return record_of(message, value)
 
 
-def undecodable(message: Any) -> Record:
-    """The record as it came, for a policy to log or send to the dead-letter topic."""
-    return Record(
-        message.topic,
-        message.partition,
-        message.offset,
-        message.timestamp,
-        message.key,
-        None,
-        message.headers,
-        message.value,
-    )
+def record_of(message: Any, value: dict[str, Any] | None = None) -> Record:
+    """The Record of a consumed message, with its decoded value; without one (None), the record
+    as it came, for a policy to log or send to the dead-letter topic."""
+    m = message
+    return Record(m.topic, m.partition, m.offset, m.timestamp, m.key, value, m.headers, m.value)

@@ -38,7 +38,7 @@ class Outage:
         if self.started is None:
             self.started, self.since, self.tries, self.told = now, time.time(), 0, 0.0
         self.tries += 1
-        self.reason = reason
+        self.reason = reason.removeprefix(f"{self.what} ")  # the sinks' messages name the store too
         if now - self.told >= REPEAT_S:
             self.told = now
             lasted = "" if self.tries == 1 else f" for {now - self.started:.0f}s"

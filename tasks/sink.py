@@ -22,7 +22,7 @@ from typing import Any
 
 from conductor.config import ConnectorConfig
 from conductor.errors import RecordError, SinkUnavailable, TaskFailed
-from conductor.records import decode, undecodable
+from conductor.records import decode, record_of
 from conductor.routes import Route
 from policies import FOREVER, make_policy
 from policies.base import describe
@@ -91,7 +91,7 @@ class SinkTask:
                 try:
                     record = decode(message)
                 except RecordError as error:
-                    failures.append(Failure(undecodable(message), None, error))
+                    failures.append(Failure(record_of(message), None, error))
                     continue
                 if topic_routes is None:
                     error = RecordError(f"no KCQL statement reads topic {record.topic!r}")
