@@ -119,8 +119,13 @@ def _kafka_format_command(server: Server, paths: Paths, java: str) -> list[str] 
 
 
 def _cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, base64url without padding (22 characters)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A KRaft cluster id: 16 random bytes, base64url without padding (22 characters). Never one
+    that starts with '-' (1 in 64 would): the storage tool takes it for an option and fails, so
+    Kafka's own Uuid.randomUuid() draws again too."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _kafka_command(server: Server, paths: Paths, java: str) -> list[str]:
