@@ -68,7 +68,7 @@ class DeadLetterTopic:
         log.warning("sent to dead-letter topic %s: %s", self.topic, describe(failures))
 
     def headers(self, failure: Failure) -> list[tuple[str, bytes]]:
-        headers = [(name, value) for name, value in failure.record.headers if value is not None]
+        headers = list(failure.record.headers)
         if not self.settings.context_headers:
             return headers
         record, error = failure.record, failure.error

@@ -92,21 +92,32 @@ class KafkaProducerSink(Sink):
         Kafka refused for good. SinkUnavailable if any could not be sent for now."""
         from kafka.errors import KafkaError
 
-        futures = [
-            self.producer.send(m.topic, key=m.key, value=m.value, headers=m.headers or None) for m in messages
-        ]
-        self.producer.flush(timeout=ACK_TIMEOUT_S)
         refused: list[tuple[int, str]] = []
         unavailable: list[str] = []
-        for position, future in enumerate(futures):
+
+        def failed(position: int, error: KafkaError) -> None:
+            reason = f"{type(error).__name__}: {error}"
+            if getattr(error, "retriable", False):
+                unavailable.append(reason)
+            else:
+                refused.append((position, reason))
+
+        futures = []
+        for position, m in enumerate(messages):
+            # kafka-python refuses a header without a value: such headers are left out
+            headers = [h for h in m.headers if h[1] is not None]
+            try:  # a message too large is refused here, before it is sent
+                futures.append(
+                    (position, self.producer.send(m.topic, key=m.key, value=m.value, headers=headers))
+                )
+            except KafkaError as error:
+                failed(position, error)
+        self.producer.flush(timeout=ACK_TIMEOUT_S)
+        for position, future in futures:
             try:
                 future.get(timeout=ACK_TIMEOUT_S)
             except KafkaError as error:
-                reason = f"{type(error).__name__}: {error}"
-                if getattr(error, "retriable", False):
-                    unavailable.append(reason)
-                else:
-                    refused.append((position, reason))
+                failed(position, error)
         if unavailable:
             raise SinkUnavailable(
                 f"{self.where} did not take {len(unavailable)} message(s): {unavailable[0]}"

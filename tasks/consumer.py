@@ -153,19 +153,7 @@ class GroupMember:
 
     def poll(self, timeout_s: float, max_records: int) -> dict[TopicPartition, list[Any]]:
         """Records of the partitions this worker holds; rebalance callbacks run in here."""
-        from kafka.errors import FencedInstanceIdError
-
-        try:
-            polled = self.consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
-        except FencedInstanceIdError as exc:
-            # Another consumer took this worker's group.instance.id: join again as a new member.
-            self.rejoins += 1
-            log.warning(
-                "worker %d: fenced out of the group (%s); starting a new consumer", self.worker_id, exc
-            )
-            self.close(leave=False)
-            self.join()
-            return {}
+        polled = self.poll_once(timeout_s, max_records)
         next_offsets = self.next_offsets
         for tp, messages in polled.items():
             key = (tp.topic, tp.partition)
@@ -176,6 +164,25 @@ class GroupMember:
         if self.losses:
             self.losses.check(self.consumer, self.commit)
         self.watch_membership()
+        return polled
+
+    def poll_once(self, timeout_s: float, max_records: int | None = None) -> dict[TopicPartition, list[Any]]:
+        """consumer.poll(), waiting out a Kafka that cannot answer (poll raises while it finds
+        no coordinator), and joining again as a new member when fenced."""
+        from kafka.errors import FencedInstanceIdError, KafkaError
+
+        try:
+            polled = self.consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        except FencedInstanceIdError as exc:  # another consumer took this worker's group.instance.id
+            self.new_consumer(f"fenced out of the group ({exc})")
+            return {}
+        except KafkaError as exc:
+            if not getattr(exc, "retriable", False):
+                raise
+            self.pause(self.kafka.failed(f"poll: {type(exc).__name__}: {exc}"))
+            return {}
+        if self.kafka:
+            self.kafka.ended()
         return polled
 
     def commit(self, offsets: Offsets) -> bool:
@@ -216,14 +223,9 @@ class GroupMember:
         deadline = time.monotonic() + seconds
         try:
             while (remaining := deadline - time.monotonic()) > 0:
-                self.control.heartbeat()
-                if self.control.stop_requested:
-                    raise StopRequested()
-                self.while_waiting()
+                self.tick()
                 self.consumer.pause(*self.consumer.assignment())
-                for tp, messages in self.consumer.poll(
-                    timeout_ms=int(min(remaining, PAUSED_POLL_S) * 1000)
-                ).items():
+                for tp, messages in self.poll_once(min(remaining, PAUSED_POLL_S)).items():
                     self.consumer.seek(tp, messages[0].offset)
                 if self.losses:
                     self.losses.check(self.consumer, self.commit)
@@ -235,11 +237,15 @@ class GroupMember:
         """Wait outside the group (before joining it), heartbeating to the supervisor."""
         deadline = time.monotonic() + seconds
         while (remaining := deadline - time.monotonic()) > 0:
-            self.control.heartbeat()
-            if self.control.stop_requested:
-                raise StopRequested()
-            self.while_waiting()
+            self.tick()
             time.sleep(min(remaining, PAUSED_POLL_S))
+
+    def tick(self) -> None:
+        """One step of a wait: alive to the supervisor, stopped if asked, the state reported."""
+        self.control.heartbeat()
+        if self.control.stop_requested:
+            raise StopRequested()
+        self.while_waiting()
 
     def resume_where_read(self) -> None:
         consumer = self.consumer
@@ -257,32 +263,28 @@ class GroupMember:
         and holds up nobody, but writes nothing: make it join again. kafka-python 3.0.12 can
         end up so (a fenced heartbeat, a heartbeat loop that died; there is no public API to
         see it). A member that could not join for long is replaced by a new consumer."""
-        trouble = _stuck(self.consumer)
         now = time.monotonic()
         state = self.consumer.group_metadata().state
-        if state == MemberState.STABLE:
-            self.unstable_since = None
-        elif self.unstable_since is None:
-            self.unstable_since = now
+        if state != MemberState.STABLE:
+            self.unstable_since = self.unstable_since or now
+            limit = max(60.0, 2 * self.consumer.config["session_timeout_ms"] / 1000)
+            if now - self.unstable_since > limit and not self.kafka:
+                self.new_consumer(
+                    f"not a stable member of the group for {now - self.unstable_since:.0f}s ({state})"
+                )
+            return
+        self.unstable_since = None
+        trouble = _stuck(self.consumer)
         if trouble is not None:
             self.rejoins += 1
             log.warning("worker %d: out of the group (%s); joining again", self.worker_id, trouble)
             self.consumer._coordinator.reset_generation()
-            return
-        limit = max(60.0, 2 * self.session_timeout_s())
-        if self.unstable_since is not None and now - self.unstable_since > limit and not self.kafka:
-            self.rejoins += 1
-            log.warning(
-                "worker %d: not a stable member of the group for %.0fs (%s); starting a new consumer",
-                self.worker_id,
-                now - self.unstable_since,
-                state,
-            )
-            self.close(leave=False)
-            self.join()
 
-    def session_timeout_s(self) -> float:
-        return self.consumer.config["session_timeout_ms"] / 1000
+    def new_consumer(self, why: str) -> None:
+        self.rejoins += 1
+        log.warning("worker %d: %s; starting a new consumer", self.worker_id, why)
+        self.close(leave=False)
+        self.join()
 
     def membership(self) -> str:
         """ "stable", "rebalancing" or "unjoined", for the worker's state."""
@@ -311,7 +313,7 @@ def _stuck(consumer: Any) -> str | None:
     """Why a consumer that believes itself a stable member is not heartbeating, or None
     (kafka-python 3.0.12's coordinator, read where it keeps this)."""
     coordinator = getattr(consumer, "_coordinator", None)
-    if coordinator is None or consumer.group_metadata().state != MemberState.STABLE:
+    if coordinator is None:
         return None
     if getattr(coordinator, "_heartbeat_closed", False):
         return None

@@ -47,7 +47,7 @@ class Outage:
                 self.worker_id,
                 self.what,
                 lasted,
-                reason,
+                self.reason,
             )
         return min(FIRST_PAUSE_S * 2 ** (self.tries - 1), MAX_PAUSE_S)
 

@@ -27,9 +27,9 @@ def log_start(bootstrap: str, topic: str) -> int:
         consumer.close()
 
 
-def numbered(start: int, stop: int) -> list[tuple[bytes, bytes, int]]:
-    # A fresh timestamp for each: retention.ms counts from the record's timestamp.
-    now = int(time.time() * 1000)
+def numbered(start: int, stop: int, ahead_ms: int = 0) -> list[tuple[bytes, bytes, int]]:
+    # Timestamps of now: retention.ms counts from the record's timestamp.
+    now = int(time.time() * 1000) + ahead_ms
     return [(f"sensor-{n % 50:04d}".encode(), reading(n, TS + n), now) for n in range(start, stop)]
 
 
@@ -47,7 +47,9 @@ def set_retention(admin: KafkaAdminClient, topic: str, ms: str) -> None:
 def segments_deleted(kafka: str, topic: str, start: int) -> None:
     """Roll the segment holding what was produced, delete it by retention, then keep the rest."""
     time.sleep(1.5)
-    produce(kafka, topic, numbered(start, start + 1))  # rolls the segment: the rest is closed
+    # Rolls the segment, so the rest is closed. Dated an hour ahead: Kafka may also roll and
+    # delete the active segment once all of it is past retention, and this one must stay.
+    produce(kafka, topic, numbered(start, start + 1, ahead_ms=3_600_000))
     admin = KafkaAdminClient(bootstrap_servers=kafka)
     try:
         set_retention(admin, topic, "1000")
