@@ -159,6 +159,9 @@ def _unescape(text: str) -> str:
 # -- JSON and YAML -----------------------------------------------------------------------
 
 
+TOO_DEEP = "settings nested too deeply (a connector config is one or two levels of objects)"
+
+
 def parse_json(text: str, source: str) -> Any:
     try:
         return json.loads(text, parse_int=str, parse_float=str, parse_constant=str)
@@ -166,6 +169,8 @@ def parse_json(text: str, source: str) -> Any:
         raise ConfigError(
             [f"invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}"], source
         ) from None
+    except RecursionError:
+        raise ConfigError([f"invalid JSON: {TOO_DEEP}"], source) from None
 
 
 class _StringLoader(yaml.SafeLoader):
@@ -187,6 +192,8 @@ def parse_yaml(text: str, source: str) -> Any:
         raise ConfigError([f"invalid YAML{where}: {err.problem or err.context}"], source) from None
     except yaml.YAMLError as err:
         raise ConfigError([f"invalid YAML: {err}"], source) from None
+    except RecursionError:
+        raise ConfigError([f"invalid YAML: {TOO_DEEP}"], source) from None
 
 
 def flatten_document(document: Any, source: str) -> dict[str, str]:
@@ -210,12 +217,18 @@ def flatten_document(document: Any, source: str) -> dict[str, str]:
     return flat
 
 
-def _flatten(mapping: Mapping[Any, Any], prefix: str, problems: list[str]) -> dict[str, str]:
+MAX_DEPTH = 32  # objects inside objects; a real config has two or three
+
+
+def _flatten(mapping: Mapping[Any, Any], prefix: str, problems: list[str], depth: int = 1) -> dict[str, str]:
     flat: dict[str, str] = {}
     for raw_key, value in mapping.items():
         key = prefix + str(raw_key).strip()
         if isinstance(value, Mapping):
-            flat.update(_flatten(value, key + ".", problems))
+            if depth >= MAX_DEPTH:
+                problems.append(f"{key}: {TOO_DEEP}")
+                continue
+            flat.update(_flatten(value, key + ".", problems, depth + 1))
         elif isinstance(value, (list, tuple)):
             if all(isinstance(item, (str, int, float, bool)) for item in value):
                 flat[key] = ",".join(scalar(item) for item in value)
