@@ -8,6 +8,7 @@ and the supervisor's settings for `conductor start`.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 import sinks
@@ -52,6 +53,9 @@ class Connector:
         )
 
 
+KAFKA_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
 def build_connector(config: ConnectorConfig) -> Connector:
     """Parse the KCQL, compile the routes, build the sink; raise ConfigError listing every
     problem (all KCQL errors, clauses the sink cannot honour, topics without a statement)."""
@@ -59,6 +63,12 @@ def build_connector(config: ConnectorConfig) -> Connector:
     statements, errors = parse_kcql_many(config.kcql)
     problems += [f"KCQL: {error}" for error in errors]
     routes = [compile_route(statement) for statement in statements]
+    problems += [
+        f"KCQL statement at line {s.line} reads {s.topic!r}, which is not a Kafka topic name "
+        f"(letters, digits, '.', '_' and '-', at most 249)"
+        for s in statements
+        if not KAFKA_TOPIC.fullmatch(s.topic)
+    ]
     topics_read = {statement.topic for statement in statements}
     if not config.topics_regex:
         problems += [

@@ -43,10 +43,12 @@ class Record:
         return self._key_object
 
     def header(self, name: str) -> bytes | None:
+        """The last header of that name, as Kafka Connect's `Headers.lastWithName`."""
+        found = None
         for header_name, header_value in self.headers:
             if header_name == name:
-                return header_value
-        return None
+                found = header_value
+        return found
 
 
 def decode(message: Any) -> Record:

@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from conductor.errors import RecordError
 from conductor.kcql import FieldPath, Statement
 from conductor.records import Record
@@ -31,27 +33,56 @@ def dig(container: Any, path: tuple[str, ...]) -> Any:
 
 
 def compile_getter(field_path: FieldPath) -> Getter:
-    path = field_path.path
-    if field_path.source == "value":
+    """A function reading the place `field_path` names from a record, MISSING if absent."""
+    path, source = field_path.path, field_path.source
+    if source == "value":
+        if not path:
+            return lambda record: MISSING if record.value is None else record.value
         if len(path) == 1:
             (name,) = path
             return lambda record: MISSING if record.value is None else record.value.get(name, MISSING)
         return lambda record: dig(record.value, path)
-    if field_path.source == "key":
+    if source == "key":
         if not path:
             return lambda record: MISSING if record.key is None else record.key_text()
         return lambda record: dig(record.key_object(), path)
-    (header_name, *rest) = path
+    if source == "header":
+        return _header_getter(path)
+    return METADATA_GETTERS[source]
+
+
+METADATA_GETTERS: dict[str, Getter] = {
+    "topic": lambda record: record.topic,
+    "partition": lambda record: record.partition,
+    "offset": lambda record: record.offset,
+    "timestamp": lambda record: record.timestamp,
+}
+
+
+def _header_getter(path: tuple[str, ...]) -> Getter:
+    """A header's text; with a longer path, a field of the header read as JSON."""
+    header_name, *rest = path
     inner = tuple(rest)
 
     def header_value(record: Record) -> Any:
         raw = record.header(header_name)
         if raw is None:
             return MISSING
-        text = raw.decode("utf-8", errors="replace")
-        return text if not inner else MISSING
+        if not inner:
+            return raw.decode("utf-8", errors="replace")
+        try:
+            return dig(orjson.loads(raw), inner)
+        except orjson.JSONDecodeError:
+            return MISSING
 
     return header_value
+
+
+def _compile_struct_getter(field: FieldPath) -> Getter:
+    """For `a.b.*` and `_key.*`: the struct whose fields are all selected (the key as JSON)."""
+    if field.source == "key":
+        return lambda record: dig(record.key_object(), field.path)
+    return lambda record: dig(record.value, field.path)
 
 
 def _compile_projection(statement: Statement) -> Callable[[Record], dict[str, Any] | None]:
@@ -64,7 +95,7 @@ def _compile_projection(statement: Statement) -> Callable[[Record], dict[str, An
         return lambda record: record.value
 
     plain = [(f.name, compile_getter(f)) for f in extra if not f.wildcard]
-    nested_all = [compile_getter(f) for f in extra if f.wildcard]
+    nested_all = [_compile_struct_getter(f) for f in extra if f.wildcard]
 
     def project(record: Record) -> dict[str, Any] | None:
         if record.value is None:
@@ -164,6 +195,11 @@ def compile_route(statement: Statement) -> Route:
             value = getter(record)
             if value is MISSING or value is None or value == "":
                 raise RecordError(f"target field '{spelled}' is missing from record {record.where}")
+            if type(value) in (dict, list):
+                raise RecordError(
+                    f"target field '{spelled}' of record {record.where} is a {type(value).__name__}, "
+                    f"not a name"
+                )
             return _scalar_text(value)
 
         target_of = dynamic_target

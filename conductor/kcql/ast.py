@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
-Source = Literal["value", "key", "header"]
+Source = Literal["value", "key", "header", "topic", "partition", "offset", "timestamp"]
 TargetKind = Literal["static", "key", "value", "header"]
 WriteMode = Literal["INSERT", "UPSERT"]
 
 PREFIXES: Mapping[str, Source] = MappingProxyType({"_key": "key", "_value": "value", "_header": "header"})
 PREFIX_OF: Mapping[str, str] = MappingProxyType({v: k for k, v in PREFIXES.items()})
+# The record's own coordinates, spelled `_.topic` etc. (Stream-Reactor's Field.from).
+METADATA: tuple[Source, ...] = ("topic", "partition", "offset", "timestamp")
 
 
 def position(default: int = 0) -> Any:
@@ -25,7 +27,10 @@ def position(default: int = 0) -> Any:
 
 
 def spell(source: str, path: tuple[str, ...], explicit: bool) -> str:
-    """The path as KCQL spells it: ``a.b``, ``_key.x``, ``_header.h`` (``_value.`` if explicit)."""
+    """The path as KCQL spells it: ``a.b``, ``_key.x``, ``_header.h``, ``_.topic`` (``_value.``
+    if explicit)."""
+    if source in METADATA:
+        return f"_.{source}"
     parts = ([PREFIX_OF[source]] if explicit or source != "value" else []) + list(path)
     return ".".join(parts)
 
@@ -34,8 +39,10 @@ def spell(source: str, path: tuple[str, ...], explicit: bool) -> str:
 class FieldPath:
     """A place in a record: the value (default), the key or a header, and a path into it.
 
-    ``_key`` alone is ``FieldPath("key", ())``, the whole key.  For a header, ``path[0]`` is
-    the header's name.
+    ``_key`` alone is ``FieldPath("key", ())``, the whole key, and ``_value`` alone the whole
+    value.  For a header, ``path[0]`` is the header's name and the rest a path into its JSON.
+    ``_.topic``, ``_.partition``, ``_.offset`` and ``_.timestamp`` are the record's own
+    coordinates: that source, with no path.
     """
 
     source: Source
@@ -63,19 +70,22 @@ class Field(FieldPath):
 
     @property
     def name(self) -> str | None:
-        """The output name: the alias, else the last path segment (``_key`` for the whole key);
-        None for a wildcard, whose fields keep their own names."""
+        """The output name: the alias, else the last path segment (``_key`` for the whole key,
+        ``topic`` for ``_.topic``); None for a wildcard, whose fields keep their own names."""
         if self.alias is not None:
             return self.alias
         if self.wildcard:
             return None
-        return self.path[-1] if self.path else PREFIX_OF[self.source]
+        if self.path:
+            return self.path[-1]
+        return self.source if self.source in METADATA else PREFIX_OF[self.source]
 
 
 @dataclass(frozen=True)
 class Target:
     """Where records go: a static index/table name, or a field of the key, value or header
-    (``_key.region``) whose content names the index per record.
+    (``_key.region``) whose content names the index per record; ``_key`` or ``_value`` alone
+    (an empty path) is the whole key or value.
 
     A static name keeps its dot-separated parts in ``path`` (``ks.table`` -> ``("ks", "table")``).
     """

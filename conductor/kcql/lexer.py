@@ -54,7 +54,12 @@ class Token:
 
 
 def is_word_char(ch: str) -> bool:
-    return ch.isalnum() or ch in "_-"
+    # Stream-Reactor's FIELD and TOPICNAME characters: '@' as in Elasticsearch's @timestamp,
+    # '/', ':', '+', '{' and '}' in names of other systems (a store refuses what it cannot hold).
+    return ch.isalnum() or ch in WORD_PUNCTUATION
+
+
+WORD_PUNCTUATION = frozenset("_-@/:+{}")
 
 
 def tokenize(source: str, offset: int = 0) -> Iterator[Token]:
@@ -142,3 +147,25 @@ def split_statements(source: str) -> list[tuple[int, int]]:
     if start < len(source):
         spans.append((start, len(source)))
     return spans
+
+
+def split_path(text: str) -> list[str] | None:
+    """A quoted target's parts, read as Stream-Reactor reads them: one enclosing pair of single
+    quotes dropped (Kcql.unescape), then split at the dots outside '...', quotes dropped
+    (QuotedPathSplitter): `_key.'a.b'.c` -> ['_key', 'a.b', 'c'].  None if a part is empty.
+    """
+    if len(text) >= 2 and text[0] == text[-1] == "'":
+        text = text[1:-1]
+    segments: list[str] = []
+    current: list[str] = []
+    quoted = False
+    for ch in text:
+        if ch == "'":
+            quoted = not quoted
+        elif ch == "." and not quoted:
+            segments.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    segments.append("".join(current))
+    return None if "" in segments else segments

@@ -7,14 +7,25 @@ are not, so a field may be called ``ttl``.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from conductor.kcql.ast import PREFIXES, Field, FieldPath, Source, Statement, Target, WriteMode
+from conductor.kcql.ast import (
+    METADATA,
+    PREFIXES,
+    Field,
+    FieldPath,
+    Source,
+    Statement,
+    Target,
+    WriteMode,
+    spell,
+)  # fmt: skip
 from conductor.kcql.dateformat import DateFormatError, translate
 from conductor.kcql.errors import KcqlSyntaxError
-from conductor.kcql.lexer import Token, TokenKind, split_statements, tokenize
+from conductor.kcql.lexer import Token, TokenKind, split_path, split_statements, tokenize
 
 T = TypeVar("T")
 RESERVED = frozenset({"INSERT", "UPSERT", "INTO", "SELECT", "FROM", "AS"})
@@ -23,6 +34,7 @@ CLAUSES = (
     "BATCH", "PROPERTIES",
 )  # fmt: skip
 END = (TokenKind.SEMI, TokenKind.EOF)
+RAW_TEXT = (TokenKind.NAME, TokenKind.DOT, TokenKind.CHAR, TokenKind.STAR)
 
 
 def parse_kcql(text: str) -> tuple[Statement, ...]:
@@ -104,20 +116,46 @@ class Parser:
         raise self.unexpected("'INSERT' or 'UPSERT'")
 
     def parse_target(self) -> Target:
-        """target := ('_key' | '_value' | '_header') '.' path | path"""
+        """target := QUOTED_NAME | STRING | path
+        where the path's first segment may be '_key' or '_value' (alone: the whole key or value)
+        or '_header' (with a header name after it).  A quoted target reads as if unquoted, split
+        at the dots outside '...': `_header.'a.b'` routes by the header named a.b."""
         first = self.token
-        if first.kind is TokenKind.NAME and first.value in PREFIXES:
+        if first.kind in (TokenKind.QUOTED_NAME, TokenKind.STRING):
             self.advance()
-            self.expect(TokenKind.DOT, f"'.' after '{first.value}'")
-            kind: Any = PREFIXES[first.value]
-            path, _ = self.parse_path("a field name")
+            segments = split_path(first.value)
+            if segments is None:
+                raise KcqlSyntaxError(
+                    f"Expected a target name, found {self.describe(first)}, which has an empty part",
+                    self.source, first.start, expected="a target name", found=self.describe(first),
+                )  # fmt: skip
+            path = tuple(segments)
         else:
-            kind, (path, _) = "static", self.parse_path("a target name")
+            path = self.parse_path("a target name")[0]
+        kind: Any = PREFIXES.get(path[0], "static")
+        if kind == "header" and len(path) == 1:
+            found = self.describe(self.previous)
+            raise KcqlSyntaxError(
+                f"Expected '_header.<name>' (the header whose content names the target), found {found}",
+                self.source, first.start, expected="'_header.<name>'", found=found,
+            )  # fmt: skip
+        if kind != "static":
+            path = path[1:]
         return Target(kind, path, start=first.start, line=first.line, column=first.column)
 
     def parse_projection(self) -> tuple[Field, ...]:
-        """projection := field {',' field}"""
-        return self.delimited(self.parse_field)
+        """projection := field {',' field}   (no field twice)"""
+        fields = self.delimited(self.parse_field)
+        seen: set[tuple[str, tuple[str, ...], bool]] = set()
+        for selected in fields:
+            identity = (selected.source, selected.path, selected.wildcard)
+            if identity in seen:
+                raise KcqlSyntaxError(
+                    f"Field '{spell(selected.source, selected.path, False) or '*'}' is selected twice",
+                    self.source, selected.start,
+                )  # fmt: skip
+            seen.add(identity)
+        return fields
 
     def parse_field(self) -> Field:
         """field := '*' | reference '.' '*' | reference ['AS' alias]"""
@@ -135,7 +173,9 @@ class Parser:
         return Field(source, path, wildcard, alias, start=first.start, line=first.line, column=first.column)
 
     def parse_alias(self) -> str:
-        """alias := NAME | QUOTED_NAME"""
+        """alias := NAME | QUOTED_NAME | STRING"""
+        if self.token.kind is TokenKind.STRING and self.token.value:
+            return self.advance().value
         return self.parse_segment("an alias")
 
     def parse_field_path(self) -> FieldPath:
@@ -145,21 +185,42 @@ class Parser:
         return FieldPath(source, path, start=first.start, line=first.line, column=first.column)
 
     def parse_reference(self, wildcard_ok: bool) -> tuple[Source, tuple[str, ...], bool]:
-        """reference := '_key' ['.' path] | ('_value' | '_header') '.' path | path
+        """reference := ('_key' | '_value') ['.' path] | '_header' '.' path | '_' '.' metadata | path
         (where ``wildcard_ok``, a key or value path may end in '.' '*')"""
         prefix = self.token
+        if prefix.kind is TokenKind.NAME and prefix.value == "_" and self.peek_is(TokenKind.DOT):
+            return self.parse_metadata(wildcard_ok)
         if prefix.kind is not TokenKind.NAME or prefix.value not in PREFIXES:
             return ("value", *self.parse_path("a field name", wildcard_ok))
         source = PREFIXES[prefix.value]
         self.advance()
-        if source == "key" and self.token.kind is not TokenKind.DOT:
+        if source != "header" and self.token.kind is not TokenKind.DOT:
             return source, (), False
         self.expect(TokenKind.DOT, f"'.' after '{prefix.value}'")
-        wildcard_ok = wildcard_ok and source != "header"
+        return self.parse_subpath(source, wildcard_ok and source != "header")
+
+    def parse_subpath(self, source: Source, wildcard_ok: bool) -> tuple[Source, tuple[str, ...], bool]:
+        """subpath := '*' | path   (the '*' only where ``wildcard_ok``)"""
         if wildcard_ok and self.token.kind is TokenKind.STAR:
             self.advance()
             return source, (), True
         return (source, *self.parse_path("a field name", wildcard_ok))
+
+    def parse_metadata(self, wildcard_ok: bool) -> tuple[Source, tuple[str, ...], bool]:
+        """metadata := '_' '.' ('topic' | 'partition' | 'offset' | 'timestamp' | 'key' '.' subpath)
+        Stream-Reactor's older spelling of the record's coordinates and of key fields."""
+        self.advance()
+        self.advance()
+        token = self.token
+        name = token.value.lower() if token.kind is TokenKind.NAME else ""
+        if name in METADATA:
+            self.advance()
+            return name, (), False  # type: ignore[return-value]
+        if name == "key":
+            self.advance()
+            self.expect(TokenKind.DOT, "'.' and a key field after '_.key'")
+            return self.parse_subpath("key", wildcard_ok)
+        raise self.unexpected("'key', 'topic', 'partition', 'offset' or 'timestamp' after '_.'")
 
     def parse_path(self, expected: str, wildcard_ok: bool = False) -> tuple[tuple[str, ...], bool]:
         """path := segment {'.' segment} ['.' '*']   (the '*' only where ``wildcard_ok``)"""
@@ -182,7 +243,9 @@ class Parser:
         raise self.unexpected(expected)
 
     def parse_topic(self) -> str:
-        """topic := segment {'.' segment}"""
+        """topic := STRING | segment {'.' segment}"""
+        if self.token.kind is TokenKind.STRING and self.token.value:
+            return self.advance().value
         return ".".join(self.parse_path("a topic name")[0])
 
     def parse_clauses(self) -> dict[str, Any]:
@@ -270,8 +333,8 @@ class Parser:
         return "index_suffix", suffix
 
     def parse_ttl(self) -> tuple[str, Any]:
-        """ttl := 'TTL' '=' INTEGER   (0 or more)"""
-        return "ttl", self.parse_integer("TTL", minimum=0)
+        """ttl := 'TTL' '=' INTEGER   (1 or more: seconds)"""
+        return "ttl", self.parse_integer("TTL", minimum=1)
 
     def parse_batch(self) -> tuple[str, Any]:
         """batch := 'BATCH' '=' INTEGER   (1 or more)"""
@@ -310,10 +373,26 @@ class Parser:
         return "properties", MappingProxyType(properties)
 
     def parse_property(self) -> tuple[Token, str]:
-        """property := STRING '=' STRING"""
-        key = self.expect(TokenKind.STRING, "a quoted property key")
+        """property := property_text '=' property_text"""
+        key = self.parse_property_text("a property key")
         self.expect(TokenKind.EQUALS, f"'=' after the property key {self.describe(key)}")
-        return key, self.expect(TokenKind.STRING, "a quoted property value").value
+        return key, self.parse_property_text("a property value").value
+
+    def parse_property_text(self, expected: str) -> Token:
+        """property_text := STRING | raw_text
+        raw_text := touching tokens up to a blank, ',', ')' or '=': a.b-c, 23"""
+        first = self.token
+        if first.kind is TokenKind.STRING:
+            return self.advance()
+        if first.kind not in (TokenKind.NAME, TokenKind.DOT, TokenKind.CHAR, TokenKind.QUOTED_NAME):
+            raise self.unexpected(expected)
+        last = self.advance()
+        while self.token.start == last.end and self.token.kind in RAW_TEXT:
+            last = self.advance()
+        if last is first:
+            return first
+        text = self.source[first.start : last.end]
+        return Token(TokenKind.NAME, text, first.start, last.end, first.line, first.column)
 
     def parse_assignment(self, keyword: str) -> None:
         """assignment := keyword '='"""
@@ -328,6 +407,12 @@ class Parser:
         if token.kind is not TokenKind.EOF:
             self.token = next(self.tokens)
         return token
+
+    def peek_is(self, kind: TokenKind) -> bool:
+        """True if the token after the current one is of ``kind`` (a second token of lookahead)."""
+        following = next(self.tokens)
+        self.tokens = itertools.chain([following], self.tokens)
+        return following.kind is kind
 
     def expect(self, kind: TokenKind, expected: str | None = None) -> Token:
         if self.token.kind is not kind:
