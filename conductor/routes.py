@@ -56,6 +56,7 @@ METADATA_GETTERS: dict[str, Getter] = {
     "partition": lambda record: record.partition,
     "offset": lambda record: record.offset,
     "timestamp": lambda record: record.timestamp,
+    "now": lambda record: MISSING,  # Cassandra's now(), computed by the server (sinks/cassandra_plan.py)
 }
 
 

@@ -10,6 +10,7 @@ SinkUnavailable when no statement could reach the cluster.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -61,6 +62,8 @@ RETRIABLE = (
     ServerError,
 )
 UNREACHABLE = (NoHostAvailable, OperationTimedOut, ConnectionException)
+# What Cassandra accepts as a keyspace or table name (and Stream-Reactor's check).
+CQL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,47}")
 
 
 @dataclass(slots=True)
@@ -168,6 +171,13 @@ class CassandraSink(Sink):
                 problems.append(
                     f"{where}: target {statement.target.name!r} is not 'table' or 'keyspace.table'"
                 )
+            elif not statement.target.is_dynamic:
+                problems += [
+                    f"{where}: {part!r} is not a Cassandra keyspace or table name (a letter, then "
+                    f"letters, digits or '_', at most 48)"
+                    for part in statement.target.path
+                    if not CQL_NAME.fullmatch(part)
+                ]
             if statement.primary_keys:
                 log.warning("%s: PK has no effect: the table's PRIMARY KEY decides", where)
         return problems

@@ -145,9 +145,18 @@ def plan_route(
         problems.append(f"{where}: {qualified} is a counter table, which INSERT cannot write")
     wildcard = any(f.wildcard for f in statement.fields)
     slots: dict[str, int] = {}
-    chosen: list[str] = list(table.columns) if wildcard else []
+    # Columns given CQL's now(): written by the server, never bound from the record.
+    computed: list[str] = []
     for selected in statement.fields:
-        if selected.wildcard:
+        if selected.source == "now":
+            column = find(table.columns, selected.name)
+            if column is None:
+                problems.append(f"{where}: now() AS {selected.name!r} matches no column of {qualified}")
+            elif column.name not in computed:
+                computed.append(column.name)
+    chosen: list[str] = [c for c in table.columns if c not in computed] if wildcard else []
+    for selected in statement.fields:
+        if selected.wildcard or selected.source == "now":
             continue
         column = find(table.columns, selected.name)
         if column is None:
@@ -159,7 +168,7 @@ def plan_route(
             chosen.append(column.name)
         if column is not None:
             slots[selected.name] = chosen.index(column.name)
-    unfilled = [c.name for c in table.primary_key if c.name not in chosen]
+    unfilled = [c.name for c in table.primary_key if c.name not in chosen and c.name not in computed]
     if unfilled:
         problems.append(
             f"{where}: primary key column(s) {', '.join(unfilled)} of {qualified} "
@@ -168,10 +177,11 @@ def plan_route(
     if problems:
         return None, problems
     ttl = f"TTL {statement.ttl} AND " if statement.ttl else ""
+    columns = ", ".join(map(protect_name, chosen + computed))
+    values = ", ".join(["?"] * len(chosen) + ["now()"] * len(computed))
     cql = (
-        f"INSERT INTO {protect_name(keyspace.name)}.{protect_name(table.name)} "
-        f"({', '.join(map(protect_name, chosen))}) VALUES ({', '.join('?' * len(chosen))}) "
-        f"USING {ttl}TIMESTAMP ?"
+        f"INSERT INTO {protect_name(keyspace.name)}.{protect_name(table.name)} ({columns}) "
+        f"VALUES ({values}) USING {ttl}TIMESTAMP ?"
     )
     try:
         prepared = prepare(session, cql)

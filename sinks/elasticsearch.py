@@ -184,6 +184,8 @@ class ElasticsearchSink(Sink):
         for route in routes:
             statement = route.statement
             where = f"KCQL line {statement.line} ({statement.target.name} <- {statement.topic})"
+            if any(f.source == "now" for f in statement.fields):
+                problems.append(f"{where}: now() is Cassandra's function; Elasticsearch has no use for it")
             if statement.ttl is not None:
                 problems.append(
                     f"{where}: TTL is not supported by Elasticsearch "

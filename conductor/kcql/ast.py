@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
-Source = Literal["value", "key", "header", "topic", "partition", "offset", "timestamp"]
+Source = Literal["value", "key", "header", "topic", "partition", "offset", "timestamp", "now"]
 TargetKind = Literal["static", "key", "value", "header"]
 WriteMode = Literal["INSERT", "UPSERT"]
 
@@ -31,6 +31,8 @@ def spell(source: str, path: tuple[str, ...], explicit: bool) -> str:
     if explicit)."""
     if source in METADATA:
         return f"_.{source}"
+    if source == "now":
+        return "now()"
     parts = ([PREFIX_OF[source]] if explicit or source != "value" else []) + list(path)
     return ".".join(parts)
 
@@ -42,7 +44,8 @@ class FieldPath:
     ``_key`` alone is ``FieldPath("key", ())``, the whole key, and ``_value`` alone the whole
     value.  For a header, ``path[0]`` is the header's name and the rest a path into its JSON.
     ``_.topic``, ``_.partition``, ``_.offset`` and ``_.timestamp`` are the record's own
-    coordinates: that source, with no path.
+    coordinates: that source, with no path.  ``now()`` (source "now") is Cassandra's function,
+    evaluated by the server when the row is written.
     """
 
     source: Source
@@ -78,6 +81,8 @@ class Field(FieldPath):
             return None
         if self.path:
             return self.path[-1]
+        if self.source == "now":
+            return "now()"
         return self.source if self.source in METADATA else PREFIX_OF[self.source]
 
 

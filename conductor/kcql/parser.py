@@ -8,6 +8,7 @@ are not, so a field may be called ``ttl``.
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -34,6 +35,7 @@ CLAUSES = (
     "BATCH", "PROPERTIES",
 )  # fmt: skip
 END = (TokenKind.SEMI, TokenKind.EOF)
+QUOTED_PREFIX = re.compile(r"(_key|_value)(\.|$)|_header\.")
 RAW_TEXT = (TokenKind.NAME, TokenKind.DOT, TokenKind.CHAR, TokenKind.STAR)
 
 
@@ -121,7 +123,10 @@ class Parser:
         or '_header' (with a header name after it).  A quoted target reads as if unquoted, split
         at the dots outside '...': `_header.'a.b'` routes by the header named a.b."""
         first = self.token
-        if first.kind in (TokenKind.QUOTED_NAME, TokenKind.STRING):
+        quoted_alone = first.kind is TokenKind.STRING or (
+            first.kind is TokenKind.QUOTED_NAME and not self.peek_is(TokenKind.DOT)
+        )
+        if quoted_alone:
             self.advance()
             segments = split_path(first.value)
             if segments is None:
@@ -144,11 +149,11 @@ class Parser:
         return Target(kind, path, start=first.start, line=first.line, column=first.column)
 
     def parse_projection(self) -> tuple[Field, ...]:
-        """projection := field {',' field}   (no field twice)"""
+        """projection := field {',' field}   (no field twice under one name)"""
         fields = self.delimited(self.parse_field)
-        seen: set[tuple[str, tuple[str, ...], bool]] = set()
+        seen: set[tuple[str, tuple[str, ...], bool, str | None]] = set()
         for selected in fields:
-            identity = (selected.source, selected.path, selected.wildcard)
+            identity = (selected.source, selected.path, selected.wildcard, selected.name)
             if identity in seen:
                 raise KcqlSyntaxError(
                     f"Field '{spell(selected.source, selected.path, False) or '*'}' is selected twice",
@@ -158,19 +163,35 @@ class Parser:
         return fields
 
     def parse_field(self) -> Field:
-        """field := '*' | reference '.' '*' | reference ['AS' alias]"""
+        """field := '*' | 'now' '(' ')' ['AS' alias] | reference '.' '*' | reference ['AS' alias]
+        (`now()` back-quoted too, as Stream-Reactor's Cassandra sink writes it)"""
         first = self.token
         if first.kind is TokenKind.STAR:
             self.advance()
             source: Source = "value"
             path: tuple[str, ...] = ()
             wildcard = True
+        elif self.at_now():
+            source, path, wildcard = "now", (), False
         else:
             source, path, wildcard = self.parse_reference(wildcard_ok=True)
         alias = None
         if not wildcard and self.optional_keyword("AS"):
             alias = self.parse_alias()
         return Field(source, path, wildcard, alias, start=first.start, line=first.line, column=first.column)
+
+    def at_now(self) -> bool:
+        """Consume now() or its back-quoted form if it comes next."""
+        token = self.token
+        if token.kind is TokenKind.QUOTED_NAME and token.value.lower() == "now()":
+            self.advance()
+            return True
+        if token.kind is TokenKind.NAME and token.value.lower() == "now" and self.peek_is(TokenKind.LPAREN):
+            self.advance()
+            self.advance()
+            self.expect(TokenKind.RPAREN, "')' after 'now(' (now() takes no argument)")
+            return True
+        return False
 
     def parse_alias(self) -> str:
         """alias := NAME | QUOTED_NAME | STRING"""
@@ -190,6 +211,11 @@ class Parser:
         prefix = self.token
         if prefix.kind is TokenKind.NAME and prefix.value == "_" and self.peek_is(TokenKind.DOT):
             return self.parse_metadata(wildcard_ok)
+        if prefix.kind is TokenKind.QUOTED_NAME and QUOTED_PREFIX.match(prefix.value):
+            # `_key.'a b'` as Stream-Reactor's Cassandra sink reads it: a key path, not a name.
+            self.advance()
+            head, *path = split_path(prefix.value) or [prefix.value]
+            return PREFIXES[head], tuple(path), False
         if prefix.kind is not TokenKind.NAME or prefix.value not in PREFIXES:
             return ("value", *self.parse_path("a field name", wildcard_ok))
         source = PREFIXES[prefix.value]

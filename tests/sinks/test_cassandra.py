@@ -24,6 +24,7 @@ from support.records import TS, record, route
 
 from conductor.config import CassandraSettings, Credentials, Secret, parse_config
 from conductor.errors import ConfigError, RecordError, RetriableRecordError, SinkUnavailable
+from conductor.records import Record
 from conductor.routes import Route
 from sinks.cassandra import CassandraSink, build
 
@@ -650,3 +651,40 @@ def test_build_from_a_connector_config(cassandra, keyspace, table):
         assert sink.write([(record(1, reading(1)), r)]) == []
     finally:
         sink.close()
+
+
+def test_stream_reactor_kcql_forms_write_their_columns(session, keyspace, table, make_sink):
+    """The forms of Stream-Reactor's Cassandra tests (NowTests, StructTests, HeadersTest): now()
+    written by the server, quoted key and value paths into case-sensitive columns, headers (one
+    read as JSON), the whole value into a UDT, and the record's coordinates."""
+    session.execute(f"CREATE TYPE IF NOT EXISTS {keyspace}.reading (celsius double, room text)")
+    name = table(
+        '(id bigint PRIMARY KEY, "bigint col" bigint, "INT COL" int, loaded_at timeuuid, '
+        "trace text, nested text, whole frozen<reading>, src text, off bigint, part int)"
+    )
+    r = route(
+        f"INSERT INTO {keyspace}.{name} SELECT _key.id AS id, `_key.'bigint field'` AS 'bigint col', "
+        "`_value.'INT FIELD'` AS 'INT COL', `now()` AS loaded_at, _header.trace AS trace, "
+        "_header.p.c AS nested, _value AS whole, _.topic AS src, _.offset AS off, _.partition AS part "
+        "FROM readings"
+    )
+    sink = make_sink([r])
+    value = {"INT FIELD": 5, "celsius": 21.5, "room": "kitchen"}
+    headers = [("trace", b"t-1"), ("p", b'{"c": "deep"}')]
+    rec = Record("readings", 4, 17, TS, b'{"id": 9, "bigint field": 1234567}', value, headers)
+    before = time.time()
+    assert sink.write([(rec, r)]) == []
+    row = session.execute(f"SELECT * FROM {keyspace}.{name} WHERE id = 9").one()
+    quoted = session.execute(f'SELECT "bigint col", "INT COL" FROM {keyspace}.{name} WHERE id = 9').one()
+    assert (quoted[0], quoted[1]) == (1234567, 5)
+    assert (row.trace, row.nested, row.src, row.off, row.part) == ("t-1", "deep", "readings", 17, 4)
+    assert (row.whole.celsius, row.whole.room) == (21.5, "kitchen")
+    loaded_at = (row.loaded_at.time - 0x01B21DD213814000) / 1e7  # a version-1 UUID's clock, in seconds
+    assert before - 1 <= loaded_at <= time.time() + 1
+
+
+def test_now_is_refused_where_no_column_takes_it(session, keyspace, table, make_sink):
+    name = table("(id bigint PRIMARY KEY, v text)")
+    sink = make_sink([route(f"INSERT INTO {name} SELECT id, now() AS loaded FROM readings")], setup=False)
+    with pytest.raises(ConfigError, match=r"now\(\) AS 'loaded' matches no column of"):
+        sink.setup()

@@ -134,6 +134,30 @@ def test_dynamic_targets_from_key_and_value(es, index, make_sink):
     assert count(es, from_key) == 1 and count(es, from_value) == 1
 
 
+def test_stream_reactor_targets_and_fields_reach_elasticsearch(es, index, make_sink):
+    """The forms of Stream-Reactor's CreateIndexTest and KCQL tests, written for real: a header
+    whose name has dots names the index, the key's fields and the record's coordinates are
+    projected, @timestamp is a field name, and the id comes from a legacy _.key path."""
+    name = index()
+    r = route(
+        "INSERT INTO `_header.'index.name'` SELECT _key.*, @timestamp, _.topic AS topic, "
+        "_.offset AS offset, _header.meta.room AS room FROM readings PK _.key.home, _.offset"
+    )
+    sink = make_sink([r])
+    rec = record(41, {"@timestamp": "2026-11-29T10:00:00Z", "celsius": 20.5}, key=b'{"home": "h7"}')
+    rec.headers = [("index.name", name.encode()), ("meta", b'{"room": "kitchen"}')]
+    assert sink.write([(rec, r)]) == []
+    assert documents(es, name) == {
+        "h7-41": {
+            "home": "h7",
+            "@timestamp": "2026-11-29T10:00:00Z",
+            "topic": "readings",
+            "offset": 41,
+            "room": "kitchen",
+        }
+    }
+
+
 def test_upsert_merges_partial_documents(es, index, make_sink):
     name = index()
     r = route(f"UPSERT INTO {name} SELECT * FROM readings PK id")
@@ -263,6 +287,7 @@ def test_check_routes(caplog):
             "INSERT INTO e SELECT * FROM t5 WITHDOCTYPE=reading "
             "PROPERTIES('behavior.on.null.values'='Delete')"
         ),
+        route("INSERT INTO f SELECT a, now() AS at FROM t6"),
     ]
     sink = ElasticsearchSink(ElasticsearchSettings(hosts=("http://127.0.0.1:1",)), routes)
     with caplog.at_level(logging.WARNING, logger="sinks.elasticsearch"):
@@ -273,6 +298,7 @@ def test_check_routes(caplog):
         "KCQL line 1 (b <- t2): UPSERT requires a PK (the document id to merge into)",
         "KCQL line 1 (c <- t3): unknown PROPERTIES key 'behaviour.on.null' (known: behavior.on.null.values)",
         "KCQL line 1 (d <- t4): behavior.on.null.values='drop' must be one of IGNORE, DELETE, FAIL",
+        "KCQL line 1 (f <- t6): now() is Cassandra's function; Elasticsearch has no use for it",
     ]
     assert "WITHDOCTYPE=reading has no effect" in caplog.text
 
