@@ -109,7 +109,7 @@ def validate(config_path: str, bootstrap_servers: str | None) -> None:
 
 
 def _field(field) -> str:
-    wildcard = (".*" if field.path else "*") if field.wildcard else ""
+    wildcard = (".*" if field.dotted else "*") if field.wildcard else ""
     return field.dotted + wildcard + (f" AS {field.alias}" if field.alias else "")
 
 

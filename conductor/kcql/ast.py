@@ -7,6 +7,7 @@ compare a parsed node with one built by hand.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -28,13 +29,17 @@ def position(default: int = 0) -> Any:
 
 def spell(source: str, path: tuple[str, ...], explicit: bool) -> str:
     """The path as KCQL spells it: ``a.b``, ``_key.x``, ``_header.h``, ``_.topic`` (``_value.``
-    if explicit)."""
+    if explicit); a part that is not a plain name is back-quoted: ``_header.`a.b```."""
     if source in METADATA:
         return f"_.{source}"
     if source == "now":
         return "now()"
-    parts = ([PREFIX_OF[source]] if explicit or source != "value" else []) + list(path)
+    quoted = [part if PLAIN_NAME.fullmatch(part) else f"`{part}`" for part in path]
+    parts = ([PREFIX_OF[source]] if explicit or source != "value" else []) + quoted
     return ".".join(parts)
+
+
+PLAIN_NAME = re.compile(r"[\w@/:+{}-]+")
 
 
 @dataclass(frozen=True)

@@ -175,22 +175,22 @@ def test_nodes_keep_their_positions() -> None:
         (
             "INSERT INTO `_header.'prefix.abc.suffix'` SELECT * FROM t",
             Target("header", ("prefix.abc.suffix",)),
-            "_header.prefix.abc.suffix",
+            "_header.`prefix.abc.suffix`",
         ),
         (
             "INSERT INTO `_key.'field.1'.'field.2'` SELECT * FROM t",
             Target("key", ("field.1", "field.2")),
-            "_key.field.1.field.2",
+            "_key.`field.1`.`field.2`",
         ),
         (  # as Stream-Reactor's CreateIndexTest writes it: the outer '...' is dropped
             "INSERT INTO `'_value.'customer.name'.'first.name'` SELECT * FROM t",
             Target("value", ("customer.name", "first.name")),
-            "_value.customer.name.first.name",
+            "_value.`customer.name`.`first.name`",
         ),
         (
             "INSERT INTO `_value.'customer.name'.'first.name'` SELECT * FROM t",
             Target("value", ("customer.name", "first.name")),
-            "_value.customer.name.first.name",
+            "_value.`customer.name`.`first.name`",
         ),
     ],
 )
@@ -324,7 +324,7 @@ def test_pk_with_key_and_header_paths() -> None:
         FieldPath("header", ("h",)),
         FieldPath("value", ("c.d",)),
     )
-    assert [pk.dotted for pk in statement.primary_keys] == ["_key", "_key.a.b", "_header.h", "c.d"]
+    assert [pk.dotted for pk in statement.primary_keys] == ["_key", "_key.a.b", "_header.h", "`c.d`"]
 
 
 def test_upsert_without_pk_and_ttl_are_left_to_the_sink() -> None:
