@@ -58,7 +58,7 @@ def validate(config_path: str, bootstrap_servers: str | None) -> None:
     """Print the routes a config describes, or every problem in it (exit 1)."""
     try:
         connector = _load(config_path, bootstrap_servers)
-        schema_problems = connector.sink.check_schema()
+        schema_problems = connector.check_schema()
         if schema_problems:
             raise ConfigError(schema_problems, source=connector.config.source)
     except ConfigError as error:
@@ -67,31 +67,14 @@ def validate(config_path: str, bootstrap_servers: str | None) -> None:
             click.echo("  - " + problem.replace("\n", "\n    "), err=True)
         sys.exit(exitcodes.INVALID)
     config = connector.config
+    kind = "aggregator" if config.aggregate is not None else f"{config.sink} sink"
     click.echo(
-        f"connector {config.name}: {config.sink} sink, consumer group {config.group_id}, "
+        f"connector {config.name}: {kind}, consumer group {config.group_id}, "
         f"{config.tasks_max} worker(s) by default"
     )
     click.echo(f"  topics: {config.topics_regex or ', '.join(config.topics)}")
-    for number, statement in enumerate(connector.statements, start=1):
-        route = next(r for r in connector.routes[statement.topic] if r.statement is statement)
-        click.echo(
-            f"  route {number}: {statement.topic} -> {statement.target.name}"
-            f"{statement.index_suffix or ''} ({statement.write_mode})"
-        )
-        click.echo(f"    fields: {', '.join(_field(f) for f in statement.fields)}")
-        if statement.ignored:
-            click.echo(f"    ignore: {', '.join(i.dotted for i in statement.ignored)}")
-        for line in connector.sink.describe_route(route):
-            click.echo(f"    {line}")
-        for clause, value in (
-            ("autocreate", statement.autocreate),
-            ("pipeline", statement.pipeline),
-            ("batch", statement.batch_size),
-            ("ttl", statement.ttl),
-            ("properties", dict(statement.properties) or None),
-        ):
-            if value:
-                click.echo(f"    {clause}: {value}")
+    for line in connector.describe():
+        click.echo(f"  {line}")
     errors = config.errors
     retry = (
         f" (max.retries={errors.max_retries}, retry.interval={errors.retry_interval_ms} ms)"
@@ -99,18 +82,12 @@ def validate(config_path: str, bootstrap_servers: str | None) -> None:
         else ""
     )
     dead_letter = errors.dead_letter.topic if errors.dead_letter else "none"
-    click.echo(
-        f"  error policy: {errors.policy}{retry}; errors.tolerance={errors.tolerance}; dead-letter topic: {dead_letter}"
-    )
+    policy = "" if config.aggregate is not None else f"error policy: {errors.policy}{retry}; "
+    click.echo(f"  {policy}errors.tolerance={errors.tolerance}; dead-letter topic: {dead_letter}")
     for notice in config.notices:
         click.echo(f"  note: {notice}")
     for warning in config.warnings:
         click.echo(f"  warning: {warning}")
-
-
-def _field(field) -> str:
-    wildcard = (".*" if field.dotted else "*") if field.wildcard else ""
-    return field.dotted + wildcard + (f" AS {field.alias}" if field.alias else "")
 
 
 @main.command()

@@ -70,12 +70,20 @@ class GroupMember:
         control: WorkerControl,
         instance_id: str,
         on_revoked: Callable[[set[TopicPartitionKey]], None],
+        on_assigned: Callable[[set[TopicPartitionKey]], None] = lambda partitions: None,
+        topics: tuple[str, ...] | None = None,
+        consumer_overrides: dict[str, Any] | None = None,
     ) -> None:
+        """`topics`: what to subscribe to, when not the connector's `topics` (the aggregator adds
+        its repartition topics); `consumer_overrides`: settings of its own (read_committed)."""
         self.config = config
         self.control = control
         self.worker_id = control.worker_id
         self.instance_id = instance_id
         self.on_revoked = on_revoked
+        self.on_assigned = on_assigned
+        self.topics = topics
+        self.consumer_overrides = consumer_overrides or {}
         self.consumer: Any = None
         self.next_offsets: Offsets = {}  # as read here
         self.committed: Offsets = {}  # as committed here
@@ -99,6 +107,7 @@ class GroupMember:
         kwargs["max_poll_records"] = kwargs.get("max_poll_records", config.worker.batch_max_records)
         kwargs["partition_assignment_strategy"] = (CooperativeStickyAssignor,)
         kwargs.setdefault("heartbeat_interval_ms", HEARTBEAT_INTERVAL_MS)
+        kwargs.update(self.consumer_overrides)
         if config.worker.static_membership:
             kwargs["group_instance_id"] = self.instance_id
         while True:
@@ -111,7 +120,9 @@ class GroupMember:
                 self.pause(self.kafka.failed(f"{type(error).__name__}: {error}"))
         self.kafka.ended()
         listener = Listener(self)
-        if config.topics_regex:
+        if self.topics is not None:
+            self.consumer.subscribe(topics=list(self.topics), listener=listener)
+        elif config.topics_regex:
             self.consumer.subscribe(pattern=config.topics_regex, listener=listener)
         else:
             self.consumer.subscribe(topics=list(config.topics), listener=listener)
@@ -135,6 +146,10 @@ class GroupMember:
 
     def assigned(self, partitions: set[TopicPartition]) -> None:
         self.losses.assigned(partitions)
+        try:
+            self.on_assigned({(tp.topic, tp.partition) for tp in partitions})
+        except Exception:
+            log.exception("worker %d: taking %s failed", self.worker_id, _names(partitions))
         log.info("worker %d: partitions assigned: %s", self.worker_id, _names(partitions))
 
     def revoked(self, partitions: set[TopicPartition], how: str) -> None:

@@ -13,6 +13,7 @@ from conductor.config.readers import read_raw
 from conductor.config.secrets import Secret
 from conductor.config.security import Credentials, TlsSettings
 from conductor.config.settings import (
+    AggregateSettings,
     CassandraSettings,
     ConnectorConfig,
     DeadLetterSettings,
@@ -23,6 +24,7 @@ from conductor.config.settings import (
 )
 
 __all__ = [
+    "AggregateSettings",
     "CassandraSettings",
     "ConnectorConfig",
     "Credentials",

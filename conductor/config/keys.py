@@ -66,7 +66,7 @@ CONDUCTOR_KEYS = tuple(
         "batch.max.records", "batch.max.bytes", "linger.ms", "worker.rss.limit.mb",
         "worker.heartbeat.timeout.s", "drain.timeout.s", "restart.backoff.initial.s", "restart.backoff.max.s",
         "restart.max", "index.suffix.clock", "static.membership", "cassandra.max.in.flight",
-        "cassandra.unlogged.batches",
+        "cassandra.unlogged.batches", "aggregate.sql", "aggregate.idle.close.ms",
     )
 )  # fmt: skip
 

@@ -19,6 +19,7 @@ from conductor.config import keys as k
 from conductor.config.readers import read_file, read_properties, scalar
 from conductor.config.secrets import REFERENCE, Resolver, Secret
 from conductor.config.sections import (
+    aggregate_settings,
     cassandra_settings,
     elastic_settings,
     error_settings,
@@ -30,6 +31,8 @@ from conductor.config.values import Reader, Section
 from conductor.errors import ConfigError
 
 SINKS = {"elasticsearch": k.ES, "cassandra": k.CASSANDRA}
+AGGREGATE = "aggregate"  # the aggregator job's kind, where a sink connector names its store
+AGGREGATOR_CLASS = "conductor.aggregate"
 CLASS_WORDS = {"elasticsearch": "elastic", "cassandra": "cassandra"}  # in connector.class
 
 
@@ -110,6 +113,7 @@ def _build(r: Reader, environ: Mapping[str, str]) -> dict[str, Any]:
     s.integer("tasks_max", "tasks.max", default=1, minimum=1)
     prefix = SINKS.get(sink or "", "")
     s.put("kcql", prefix + "kcql", r.required(prefix + "kcql", why=f" for the {sink} sink") if prefix else "")
+    s.put("aggregate", k.CONDUCTOR + "aggregate.sql", aggregate_settings(r) if sink == AGGREGATE else None)
     s.put("errors", (), error_settings(r, prefix, topics))
     _converters(r)
     _declared(r)
@@ -171,6 +175,7 @@ STORE_KEYS = {
     "elasticsearch": k.ELASTIC_KEYS + k.ELASTIC_TLS_KEYS + (k.CONDUCTOR + "index.suffix.clock",),
     "cassandra": k.CASSANDRA_KEYS
     + (k.CONDUCTOR + "cassandra.max.in.flight", k.CONDUCTOR + "cassandra.unlogged.batches"),
+    AGGREGATE: (k.CONDUCTOR + "aggregate.sql", k.CONDUCTOR + "aggregate.idle.close.ms"),
 }
 
 
@@ -181,14 +186,21 @@ def _other_store(r: Reader, sink: str) -> None:
             for key in keys:
                 if r.given(key):
                     r.no_effect(
-                        key, f"it belongs to the {store} sink, and connector.class names the {sink} sink"
+                        key,
+                        f"it belongs to the {describe_kind(store)}, and connector.class names the {describe_kind(sink)}",
                     )
+
+
+def describe_kind(kind: str) -> str:
+    return "aggregator" if kind == AGGREGATE else f"{kind} sink"
 
 
 def _sink(r: Reader, connector_class: str | None) -> str | None:
     """The sink named by connector.class, else by which connect.<sink>.* keys are present."""
     present = {sink for sink, prefix in SINKS.items() if any(key.startswith(prefix) for key in r.values)}
     if connector_class:
+        if connector_class.strip().lower() == AGGREGATOR_CLASS:
+            return AGGREGATE
         simple = connector_class.rsplit(".", 1)[-1].lower()
         chosen = next((sink for sink, word in CLASS_WORDS.items() if word in connector_class.lower()), None)
         if "source" in simple:
@@ -200,7 +212,8 @@ def _sink(r: Reader, connector_class: str | None) -> str | None:
             r.problems.append(
                 f"connector.class: {connector_class} is not supported; conductor runs the "
                 "Elasticsearch and Cassandra sinks "
-                "(e.g. io.lenses.streamreactor.connect.elastic8.ElasticSinkConnector)"
+                "(e.g. io.lenses.streamreactor.connect.elastic8.ElasticSinkConnector) and the "
+                f"aggregator ({AGGREGATOR_CLASS})"
             )
             return None
         return chosen

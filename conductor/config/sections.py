@@ -16,6 +16,7 @@ from conductor.config.secrets import Secret, reveal
 from conductor.config.security import Credentials, TlsSettings
 from conductor.config.settings import (
     CASSANDRA_WORKER_BATCH,
+    AggregateSettings,
     CassandraSettings,
     DeadLetterSettings,
     ElasticsearchSettings,
@@ -459,3 +460,12 @@ def worker_settings(r: Reader, elastic: ElasticsearchSettings | None) -> WorkerS
     s.boolean("static_membership", w + "static.membership", default=True)
     s.boolean("progress", "connect.progress.enabled", default=True)
     return WorkerSettings(**s.kwargs())
+
+
+def aggregate_settings(r: Reader) -> AggregateSettings:
+    s = Section(r)
+    w = k.CONDUCTOR
+    sql = r.required(w + "aggregate.sql", why=" for the aggregator (connector.class=conductor.aggregate)")
+    s.put("sql", w + "aggregate.sql", sql or "")
+    s.integer("idle_close_ms", w + "aggregate.idle.close.ms", default=60_000, minimum=0)
+    return AggregateSettings(**s.kwargs())

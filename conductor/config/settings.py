@@ -240,6 +240,16 @@ class ErrorSettings(Masked):
 
 
 @dataclass(frozen=True, repr=False)
+class AggregateSettings(Masked):
+    """The aggregator job (connector.class=conductor.aggregate): its SQL, unparsed, and when
+    windows close without input."""
+
+    sql: str
+    idle_close_ms: int = 60_000  # caught up and idle this long: stream time moves to the clock
+    masked: frozenset[str] = masked_field()
+
+
+@dataclass(frozen=True, repr=False)
 class WorkerSettings(Masked):
     """conductor's own keys (conductor.*): batching, worker limits, restarts; and the progress line."""
 
@@ -262,7 +272,8 @@ class ConnectorConfig(Masked):
     """One connector config, validated.
 
     ``sink`` is the registry name of the store ("elasticsearch" or "cassandra"), whose settings
-    are in ``elastic`` or ``cassandra`` (the other one is None). ``topics`` is () with a
+    are in ``elastic`` or ``cassandra`` (the other one is None); or "aggregate" for the
+    aggregator job, whose SQL is in ``aggregate``. ``topics`` is () with a
     ``topics_regex``. ``kcql`` is the sink's KCQL text, unparsed. ``raw`` holds every key as
     given after ${...} resolution, secret values as `Secret`; ``defaults`` the default used for
     each known key not given; ``notices`` the keys given that have no effect here, and why;
@@ -281,6 +292,7 @@ class ConnectorConfig(Masked):
     elastic: ElasticsearchSettings | None
     cassandra: CassandraSettings | None
     worker: WorkerSettings
+    aggregate: AggregateSettings | None
     raw: Mapping[str, str | Secret] = field(repr=False)
     defaults: Mapping[str, str] = field(repr=False)
     notices: tuple[str, ...] = ()

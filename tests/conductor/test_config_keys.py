@@ -27,6 +27,12 @@ ES = {
     "topics": "readings",
     "connect.elastic.kcql": "INSERT INTO readings SELECT * FROM readings",
 }
+AGGREGATOR = {
+    "name": "aggregator",
+    "connector.class": "conductor.aggregate",
+    "topics": "readings",
+    "conductor.aggregate.sql": "INSERT INTO counts SELECT COUNT(*) FROM readings",
+}
 CASSANDRA = {
     "name": "cassandra-sink",
     "connector.class": "io.lenses.streamreactor.connect.cassandra.sink.CassandraSinkConnector",
@@ -47,6 +53,8 @@ DEAD_LETTER = {"errors.tolerance": "all", "errors.deadletterqueue.topic.name": "
 # key -> (a value other than its default, the keys it needs beside it to matter; None: left out)
 SAMPLES: dict[str, tuple[str, Mapping[str, str | None]]] = {
     "bootstrap.servers": ("k1:9092,k2:9092", {}),
+    "conductor.aggregate.idle.close.ms": ("5000", {}),
+    "conductor.aggregate.sql": ("INSERT INTO out SELECT COUNT(*) FROM readings", {}),
     "conductor.batch.max.bytes": ("1000", {}),
     "conductor.batch.max.records": ("10", {}),
     "conductor.cassandra.max.in.flight": ("7", {}),
@@ -174,6 +182,8 @@ def base_for(key: str) -> dict[str, str]:
         "conductor.cassandra.max.in.flight",
         "conductor.cassandra.unlogged.batches",
     )
+    if key.startswith("conductor.aggregate."):
+        return dict(AGGREGATOR)
     return dict(CASSANDRA if key in cassandra_keys else ES)
 
 

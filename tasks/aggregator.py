@@ -1,0 +1,505 @@
+"""The aggregator's worker: read a batch, aggregate it, and write the results, the changed state
+and the input offsets in one Kafka transaction, so a read_committed reader sees each result
+exactly once whatever crashes, rebalances or restarts happen.
+
+- The consumer reads read_committed in the connector's group; the producer's transactional id
+  is the worker's slot (a respawned worker fences the one it replaces, and aborts what that one
+  left open), and offsets go into the transaction with the consumer's group metadata, so a
+  zombie that lost its partitions can never commit (KIP-447).
+- A partition's open windows are restored from its changelog when the worker takes the
+  partition, before any of its records is counted. The changelog holds exactly the state of the
+  committed offsets: both are written in one transaction.
+- A transaction that fails is aborted; every partition held is then read again from its
+  committed offset with its state restored, so nothing half-counted survives.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+from conductor import exitcodes
+from conductor.admin import admin_client, ensure_topic, retrying
+from conductor.config import ConnectorConfig
+from conductor.errors import RecordError, TaskFailed
+from conductor.records import decode, record_of
+from conductor.workercontrol import WorkerControl
+from policies.deadletter import DeadLetterTopic
+from sinks.base import Failure
+from tasks.aggregation import Outcome, PartitionState
+from tasks.consumer import GroupMember, StopRequested, instance_id
+from tasks.topology import CHANGELOG_CONFIGS, REPARTITION_CONFIGS, Topology
+
+log = logging.getLogger("conductor.worker")
+
+POLL_S = 0.5
+STATE_INTERVAL_S = 2.0
+IDLE_CHECK_S = 1.0
+PURGE_INTERVAL_S = 30.0
+TRANSACTION_TIMEOUT_MS = 10_000  # what a crashed worker's open transaction holds readers back
+LATE_HEADER = "__conductor.aggregate.late"
+StateKey = tuple[int, int]  # (plan index, partition)
+
+
+class AggregatorWorker:
+    """What the supervisor forks for an aggregator connector; stores only, until the child runs."""
+
+    def __init__(self, config: ConnectorConfig, topology: Topology, supervisor_pid: int) -> None:
+        self.config = config
+        self.topology = topology
+        self.supervisor_pid = supervisor_pid
+
+    def __call__(self, worker_id: int, control: WorkerControl) -> int:
+        return AggregatorRun(self.config, self.topology, worker_id, control, self.supervisor_pid).run()
+
+
+class AggregatorRun:
+    def __init__(
+        self,
+        config: ConnectorConfig,
+        topology: Topology,
+        worker_id: int,
+        control: WorkerControl,
+        supervisor_pid: int,
+    ) -> None:
+        self.config = config
+        self.topology = topology
+        self.worker_id = worker_id
+        self.control = control
+        self.transactional_id = instance_id(config.name, supervisor_pid, worker_id)
+        self.member = GroupMember(
+            config,
+            control,
+            self.transactional_id,
+            on_revoked=self.release,
+            on_assigned=self.take,
+            topics=topology.subscriptions,
+            consumer_overrides={"isolation_level": "read_committed", "enable_auto_commit": False},
+        )
+        self.member.while_waiting = self.report
+        self.dead_letter = (
+            DeadLetterTopic(config.errors.dead_letter, config.kafka, config.name, worker_id)
+            if config.errors.dead_letter is not None
+            else None
+        )
+        self.producer: Any = None
+        self.states: dict[StateKey, PartitionState] = {}
+        self.to_restore: set[StateKey] = set()
+        self.counts = {"read": 0, "results": 0, "late": 0, "late_windows": 0, "skipped": 0}
+        self.idle_close_ms = config.aggregate.idle_close_ms
+        self.last_record = time.monotonic()
+        self.idle_checked = 0.0
+        self.purged = time.monotonic()
+        self.state_due = 0.0
+        self.last_error: str | None = None
+
+    # -- life ----------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        try:
+            self.boot()
+        except StopRequested:
+            self.close()
+            return exitcodes.OK
+        except Exception as exc:
+            log.error("worker %d could not start: %s: %s", self.worker_id, type(exc).__name__, exc)
+            self.control.record_state(state="boot failed", last_error=f"{type(exc).__name__}: {exc}")
+            self.close()
+            return exitcodes.BOOT_ERROR
+        self.control.notify_booted()
+        try:
+            while not self.control.stop_requested:
+                self.control.heartbeat()
+                polled = self.member.poll(POLL_S, self.config.worker.batch_max_records)
+                self.restore()
+                if polled:
+                    self.last_record = time.monotonic()
+                    offsets = {tp: messages[-1].offset + 1 for tp, messages in polled.items()}
+                    self.transact(lambda outcome: self.count(polled, outcome), offsets)
+                else:
+                    self.close_idle_windows()
+                self.purge()
+                self.report()
+            self.report(force=True, state="stopped")
+            log.info(
+                "worker %d stopped: %d records read, %d results",
+                self.worker_id,
+                self.counts["read"],
+                self.counts["results"],
+            )
+            return exitcodes.OK
+        except StopRequested:
+            return exitcodes.OK
+        except TaskFailed as failed:
+            self.last_error = failed.reason
+            log.error("worker %d task failed: %s", self.worker_id, failed.reason)
+            self.report(force=True, state="failed")
+            return exitcodes.TASK_FAILED
+        finally:
+            self.close()
+
+    def boot(self) -> None:
+        """Internal and output topics, the transactional producer, then the group."""
+        from kafka import KafkaProducer
+
+        self.create_topics()
+        kwargs = self.config.kafka.producer_kwargs()
+        kwargs.update(
+            transactional_id=self.transactional_id,
+            enable_idempotence=True,
+            acks="all",
+            transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
+            linger_ms=kwargs.get("linger_ms", 5),
+        )
+        self.producer = KafkaProducer(**kwargs)
+        retrying(self.producer.init_transactions, "start transactions")
+        if self.dead_letter is not None:
+            self.dead_letter.setup()
+        self.member.join()
+
+    def create_topics(self) -> None:
+        topology = self.topology
+        admin = admin_client(self.config.kafka.admin_kwargs())
+        try:
+            counts = self.partition_counts(admin, {p.statement.input_topic for p in topology.plans})
+            for regroup in topology.regroups:
+                ensure_topic(admin, regroup.topic, counts[regroup.source], -1, REPARTITION_CONFIGS)
+            for topic, plans in topology.aggregating.items():
+                for plan in plans:
+                    changelog = topology.changelogs[plan.index]
+                    ensure_topic(admin, changelog, counts[topology.source_of[topic]], -1, CHANGELOG_CONFIGS)
+            for output in topology.outputs:
+                ensure_topic(admin, output, max(counts.values()), -1)
+        finally:
+            admin.close()
+
+    def partition_counts(self, admin: Any, topics: Iterable[str]) -> dict[str, int]:
+        """Partitions of each input topic; one that does not exist yet is waited for."""
+        counts: dict[str, int] = {}
+        for topic in topics:
+            while True:
+                found = retrying(lambda t=topic: admin.describe_topics([t]), f"describe topic {topic}")
+                partitions = found[0].get("partitions") or [] if found else []
+                if found and not found[0].get("error_code") and partitions:
+                    counts[topic] = len(partitions)
+                    break
+                log.warning("worker %d: input topic %s does not exist yet; waiting", self.worker_id, topic)
+                self.member.pause(5.0)
+        return counts
+
+    def close(self) -> None:
+        self.member.close(leave=self.control.leaving)
+        if self.producer is not None:
+            try:
+                self.producer.close(timeout=5)
+            except Exception as exc:
+                log.debug("worker %d: closing the producer: %s", self.worker_id, exc)
+        if self.dead_letter is not None:
+            self.dead_letter.close()
+
+    # -- partitions (rebalance callbacks: bookkeeping only, inside poll) ------------------------------
+
+    def take(self, partitions: set[tuple[str, int]]) -> None:
+        for topic, partition in partitions:
+            for plan in self.topology.aggregating.get(topic, ()):
+                self.to_restore.add((plan.index, partition))
+
+    def release(self, partitions: set[tuple[str, int]]) -> None:
+        for topic, partition in partitions:
+            for plan in self.topology.aggregating.get(topic, ()):
+                self.states.pop((plan.index, partition), None)
+                self.to_restore.discard((plan.index, partition))
+
+    def restore(self) -> None:
+        """Rebuild the open windows of newly taken partitions from their changelogs."""
+        if not self.to_restore:
+            return
+        from kafka import KafkaConsumer
+        from kafka.structs import TopicPartition
+
+        started = time.monotonic()
+        wanted = {TopicPartition(self.topology.changelogs[i], p): (i, p) for i, p in self.to_restore}
+        plans = {plan.index: plan for plan in self.topology.plans}
+        fresh = {key: PartitionState(plans[key[0]]) for key in wanted.values()}
+        kwargs = self.config.kafka.consumer_kwargs()
+        for key in ("group_instance_id", "partition_assignment_strategy"):
+            kwargs.pop(key, None)
+        kwargs.update(group_id=None, isolation_level="read_committed", enable_auto_commit=False)
+        reader = KafkaConsumer(**kwargs)
+        entries = 0
+        try:
+            reader.assign(list(wanted))
+            reader.seek_to_beginning(*wanted)
+            ends = reader.end_offsets(list(wanted))
+            remaining = {tp for tp in wanted if ends[tp] > 0}
+            while remaining:
+                self.control.heartbeat()
+                for tp, messages in reader.poll(timeout_ms=500).items():
+                    state = fresh[wanted[tp]]
+                    for message in messages:
+                        value = None if message.value is None else orjson.loads(message.value)
+                        state.restore(orjson.loads(message.key), value)
+                        entries += 1
+                # A partition's last offsets can be transaction markers, which no poll returns.
+                remaining = {tp for tp in remaining if reader.position(tp) < ends[tp]}
+        finally:
+            reader.close()
+        self.states.update(fresh)
+        self.to_restore.clear()
+        windows = sum(state.open_windows for state in fresh.values())
+        log.info(
+            "worker %d: restored %d open window(s) of %d partition(s) from %d changelog record(s) in %.2fs",
+            self.worker_id, windows, len(fresh), entries, time.monotonic() - started,
+        )  # fmt: skip
+
+    # -- one transaction per batch --------------------------------------------------------------
+
+    def transact(self, work: Any, offsets: dict[Any, int] | None = None) -> None:
+        """Run `work(outcome)` and write what it produced, with these next offsets to read,
+        atomically."""
+        from kafka.errors import KafkaError
+        from kafka.structs import OffsetAndMetadata
+
+        producer = self.producer
+        producer.begin_transaction()
+        try:
+            outcome = Outcome()
+            work(outcome)
+            self.send_results(outcome)
+            self.send_changes()
+            if offsets:
+                producer.send_offsets_to_transaction(
+                    {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()},
+                    self.member.consumer.group_metadata(),
+                )
+            producer.commit_transaction()
+        except KafkaError as error:
+            self.start_over(error)
+            return
+        except BaseException:
+            try:
+                producer.abort_transaction()
+            except Exception as exc:
+                log.debug("worker %d: aborting: %s", self.worker_id, exc)
+            raise
+        self.counts["results"] += len(outcome.results)
+        if offsets:
+            self.member.committed.update({(tp.topic, tp.partition): o for tp, o in offsets.items()})
+
+    def commit_positions(self) -> None:
+        """Commit past the transaction markers the consumer has stepped over since the last
+        commit, so that a caught-up group shows no lag (markers take offsets too)."""
+        consumer, committed = self.member.consumer, self.member.committed
+        ahead = {}
+        for tp in consumer.assignment():
+            key = (tp.topic, tp.partition)
+            if key in committed and (position := consumer.position(tp)) > committed[key]:
+                ahead[tp] = position
+        if ahead:
+            self.transact(lambda outcome: None, ahead)
+
+    def start_over(self, error: BaseException) -> None:
+        """A transaction failed: abort it, and read every held partition again from its committed
+        offset with its state restored."""
+        from kafka.errors import ProducerFencedError
+
+        if isinstance(error, ProducerFencedError):
+            raise TaskFailed(f"another worker took this worker's transactions ({error})")
+        log.warning(
+            "worker %d: transaction aborted (%s: %s); reading again from the last commit",
+            self.worker_id,
+            type(error).__name__,
+            error,
+        )
+        try:
+            self.producer.abort_transaction()
+        except Exception as exc:
+            raise TaskFailed(f"cannot abort the transaction: {type(exc).__name__}: {exc}") from exc
+        consumer = self.member.consumer
+        held = consumer.assignment()
+        committed = {tp: consumer.committed(tp) for tp in held}
+        for tp, offset in committed.items():
+            if offset is None:
+                consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, offset)
+        self.member.next_offsets.clear()
+        self.states.clear()
+        self.to_restore.clear()
+        self.take({(tp.topic, tp.partition) for tp in held})
+        self.restore()
+
+    def count(self, polled: dict[Any, list[Any]], outcome: Outcome) -> None:
+        topology = self.topology
+        for tp, messages in polled.items():
+            regroups = topology.regrouping.get(tp.topic, ())
+            plans = topology.aggregating.get(tp.topic, ())
+            states = [self.states[(plan.index, tp.partition)] for plan in plans]
+            for message in messages:
+                self.counts["read"] += 1
+                try:
+                    record = decode(message)
+                except RecordError as error:
+                    self.tolerate(record_of(message), error)
+                    continue
+                if record.value is None:
+                    continue  # a tombstone holds nothing to count
+                for regroup in regroups:
+                    try:
+                        self.send_regrouped(regroup, message, record.value)
+                    except RecordError as error:
+                        self.tolerate(record, error)
+                for state in states:
+                    outcome.counted = True
+                    try:
+                        state.add(record, record.value, outcome)
+                    except RecordError as error:
+                        self.tolerate(record, error)
+                        continue
+                    if not outcome.counted:
+                        self.late(record)
+        self.counts["late_windows"] += outcome.late_windows
+
+    def send_regrouped(self, regroup: Any, message: Any, value: dict) -> None:
+        group = [getter(value) for getter in regroup.getters]
+        for found, name in zip(group, regroup.fields, strict=True):
+            if found is None or type(found) in (dict, list):
+                what = "missing" if found is None else f"a {type(found).__name__}"
+                raise RecordError(f"GROUP BY field {name!r} is {what}: a group needs a value")
+        key = orjson.dumps(dict(zip(regroup.fields, group, strict=True)))
+        self.producer.send(
+            regroup.topic,
+            key=key,
+            value=message.value,
+            headers=message.headers,
+            timestamp_ms=message.timestamp,
+        )
+
+    def send_results(self, outcome: Outcome) -> None:
+        send, dumps = self.producer.send, orjson.dumps
+        for plan_index, key, value, timestamp in outcome.results:
+            topic = self.topology.plans[plan_index].statement.output_topic
+            send(topic, key=dumps(key), value=dumps(value), timestamp_ms=timestamp)
+
+    def send_changes(self) -> None:
+        send, dumps = self.producer.send, orjson.dumps
+        for (plan_index, partition), state in self.states.items():
+            if not (state.dirty or state.closed):
+                continue
+            topic = self.topology.changelogs[plan_index]
+            for key, value in state.changes():
+                send(
+                    topic, key=dumps(key), value=None if value is None else dumps(value), partition=partition
+                )
+
+    # -- records that do not count ----------------------------------------------------------------
+
+    def tolerate(self, record: Any, error: RecordError) -> None:
+        """errors.tolerance: none fails the task; all skips the record, to the dead-letter topic
+        when there is one."""
+        if self.config.errors.tolerance != "all":
+            raise TaskFailed(f"record {record.where}: {error.reason} (errors.tolerance=none)", error)
+        self.counts["skipped"] += 1
+        self.to_dead_letter(record, error)
+
+    def late(self, record: Any) -> None:
+        self.counts["late"] += 1
+        self.to_dead_letter(record, RecordError("late: every window it belongs to had closed"), late=True)
+
+    def to_dead_letter(self, record: Any, error: RecordError, late: bool = False) -> None:
+        if self.dead_letter is None:
+            log.debug("worker %d: %s skipped: %s", self.worker_id, record.where, error.reason)
+            return
+        headers = self.dead_letter.headers(Failure(record, None, error))
+        if late:
+            headers.append((LATE_HEADER, b"true"))
+        self.producer.send(self.dead_letter.topic, key=record.key, value=record.raw_value, headers=headers)
+
+    # -- windows that close without input ---------------------------------------------------------
+
+    def close_idle_windows(self) -> None:
+        """Once the whole input is read and nothing came for conductor.aggregate.idle.close.ms,
+        stream time moves to the wall clock, so the last windows close (never while behind)."""
+        now = time.monotonic()
+        if self.idle_close_ms <= 0 or now - self.last_record < self.idle_close_ms / 1000:
+            return
+        if now - self.idle_checked < IDLE_CHECK_S or not self.states:
+            return
+        self.idle_checked = now
+        self.commit_positions()
+        if not self.caught_up():
+            return
+        wall_ms = int(time.time() * 1000)
+        states = list(self.states.values())
+
+        def advance(outcome: Outcome) -> None:
+            for state in states:
+                state.advance_to(wall_ms, outcome)
+
+        self.transact(advance)
+
+    def caught_up(self) -> bool:
+        """No lag on any partition of the input or the repartition topics, in the whole group."""
+        from kafka.structs import TopicPartition
+
+        consumer = self.member.consumer
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in self.topology.subscriptions
+            for p in (consumer.partitions_for_topic(topic) or ())
+        ]
+        ends = consumer.end_offsets(partitions)
+        for tp in partitions:
+            committed = consumer.committed(tp)
+            if ends.get(tp, 0) > (committed or 0):
+                return False
+        return True
+
+    def purge(self) -> None:
+        """Delete what the group has committed from the repartition partitions this worker reads."""
+        now = time.monotonic()
+        if now - self.purged < PURGE_INTERVAL_S or not self.topology.regroups:
+            return
+        self.purged = now
+        from kafka.structs import TopicPartition
+
+        consumer = self.member.consumer
+        topics = {r.topic for r in self.topology.regroups}
+        offsets = {}
+        for tp in consumer.assignment():
+            if tp.topic in topics and (committed := consumer.committed(tp)):
+                offsets[TopicPartition(tp.topic, tp.partition)] = committed
+        if not offsets:
+            return
+        admin = admin_client(self.config.kafka.admin_kwargs())
+        try:
+            admin.delete_records(offsets)
+        except Exception as exc:
+            log.debug("worker %d: purging repartition records: %s", self.worker_id, exc)
+        finally:
+            admin.close()
+
+    # -- state ------------------------------------------------------------------------------------
+
+    def report(self, force: bool = False, state: str = "running") -> None:
+        now = time.monotonic()
+        if not force and now < self.state_due:
+            return
+        self.state_due = now + STATE_INTERVAL_S
+        self.control.record_state(
+            state=state,
+            partitions=self.member.partitions(),
+            group=self.member.membership(),
+            transactional_id=self.transactional_id,
+            open_windows=sum(s.open_windows for s in self.states.values()),
+            stream_time={
+                f"{self.topology.plans[i].statement.output_topic}#{p}": s.stream_time
+                for (i, p), s in self.states.items()
+            },
+            last_error=self.last_error,
+            **self.counts,
+        )
