@@ -21,6 +21,11 @@ NOISE = (
     ("kafka.net.selector", "It is blocking the event loop"),
     ("kafka.coordinator.assignors", "No partition metadata for topic"),
     ("kafka.cluster", "Metadata refresh: failed Cancelled"),
+    # A transaction's first write to a partition is verified by the broker (KIP-890); while it
+    # checks, the write is answered NotEnoughReplicas and retried, then goes through.
+    ("kafka.producer.sender", "Unable to verify the partition has been added to the transaction"),
+    # The aggregator's consumer and admin meet its output and internal topics before they exist.
+    ("kafka.cluster", "not found in cluster metadata"),
 )
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from conductor.errors import RecordError
@@ -28,6 +28,26 @@ from tasks.windows import Aggregates, Slot, window_starts
 GroupKey = tuple[Any, ...]
 WindowKey = tuple[GroupKey, int]  # (group, window start)
 NO_TIME = -(2**63)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MILLISECOND = timedelta(milliseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Flag:
+    """A boolean in a group key: True and 1 are one dict key in Python, not one group."""
+
+    value: bool
+
+
+def typed(group: tuple[Any, ...]) -> GroupKey:
+    for value in group:
+        if type(value) is bool:
+            return tuple(Flag(v) if type(v) is bool else v for v in group)
+    return group
+
+
+def plain(key: GroupKey) -> list[Any]:
+    return [v.value if type(v) is Flag else v for v in key]
 
 
 def field_getter(ref: FieldRef) -> Callable[[dict], Any]:
@@ -54,8 +74,8 @@ def event_time_getter(ref: FieldRef | None) -> Callable[[Record, dict], int]:
             except ValueError:
                 pass
             else:
-                if moment.tzinfo is not None:
-                    return int(moment.timestamp() * 1000)
+                if moment.tzinfo is not None:  # exact: float seconds would be 1 ms off at times
+                    return (moment - EPOCH) // MILLISECOND
         raise RecordError(
             f"event time field {spelled!r} holds {found!r:.40}: not epoch milliseconds or an "
             f"ISO-8601 time with a zone"
@@ -116,7 +136,7 @@ class Plan:
 
     def result(self, group: GroupKey, start: int, state: list[Slot]) -> tuple[dict, dict]:
         """The output record's key (the group fields) and value."""
-        key = dict(zip(self.group_names, group, strict=True))
+        key = dict(zip(self.group_names, plain(group), strict=True))
         value: dict[str, Any] = dict(key)
         value["window_start"] = start
         value["window_end"] = start + self.size_ms
@@ -143,7 +163,7 @@ class PartitionState:
     windows: dict[int, dict[GroupKey, list[Slot]]] = field(default_factory=dict)  # by start
     dirty: set[WindowKey] = field(default_factory=set)  # changed since the changelog was written
     closed: set[WindowKey] = field(default_factory=set)  # closed since then: tombstones
-    time_moved: bool = False
+    written_time: int = NO_TIME  # the stream time the changelog holds
 
     def add(self, record: Record, value: dict, outcome: Outcome) -> None:
         """Count one decoded record; a RecordError leaves the state untouched."""
@@ -151,44 +171,37 @@ class PartitionState:
         if plan.passes is not None and not plan.passes(value):
             return
         event_ms = plan.event_time(record, value)
-        group = plan.group_of(value)
+        group = typed(plan.group_of(value))
         values = plan.aggregates.values(value)
-        plan.aggregates.check(values)
-        if event_ms > self.stream_time:
-            self.stream_time = event_ms
-            self.time_moved = True
-        closes_at = self.stream_time - plan.grace_ms - plan.size_ms  # a start at or before: closed
-        counted = False
+        stream_time = max(self.stream_time, event_ms)
+        closes_at = stream_time - plan.grace_ms - plan.size_ms  # a start at or before: closed
+        staged = []
         for start in window_starts(event_ms, plan.size_ms, plan.advance_ms):
             if start <= closes_at:
                 outcome.late_windows += 1
                 continue
-            groups = self.windows.get(start)
-            if groups is None:
-                groups = self.windows[start] = {}
-            state = groups.get(group)
-            if state is None:
-                state = groups[group] = plan.aggregates.new()
-            plan.aggregates.add(state, values, event_ms)
+            held = self.windows.get(start, {}).get(group)
+            staged.append((start, plan.aggregates.added(held or plan.aggregates.new(), values, event_ms)))
+        # Every window took the record: only now does anything change.
+        for start, state in staged:
+            self.windows.setdefault(start, {})[group] = state
             self.dirty.add((group, start))
-            counted = True
             if not plan.final:
                 key, result = plan.result(group, start, state)
                 outcome.results.append((plan.index, key, result, start))
-        outcome.counted = counted
-        if self.time_moved:
+        outcome.counted = bool(staged)
+        if stream_time > self.stream_time:
+            self.stream_time = stream_time
             self.close_windows(outcome)
 
     def advance_to(self, now_ms: int, outcome: Outcome) -> None:
         """Move stream time forward (input is idle and caught up) and close what that closes."""
         if now_ms > self.stream_time:
             self.stream_time = now_ms
-            self.time_moved = True
             self.close_windows(outcome)
 
     def close_windows(self, outcome: Outcome) -> None:
         plan = self.plan
-        self.time_moved = False
         closes_at = self.stream_time - plan.grace_ms - plan.size_ms
         for start in sorted(start for start in self.windows if start <= closes_at):
             for group, state in self.windows.pop(start).items():
@@ -200,16 +213,21 @@ class PartitionState:
 
     # -- the changelog ---------------------------------------------------------------------
 
+    @property
+    def changed(self) -> bool:
+        return bool(self.dirty or self.closed) or self.stream_time != self.written_time
+
     def changes(self) -> list[tuple[list[Any], Any]]:
         """Changelog entries since the last call: each touched window's state, a tombstone for
         each closed one, and the stream time; then forgets them."""
         entries: list[tuple[list[Any], Any]] = []
         for group, start in self.dirty:
-            entries.append(([list(group), start], self.windows[start][group]))
+            entries.append(([plain(group), start], self.windows[start][group]))
         for group, start in self.closed:
-            entries.append(([list(group), start], None))
-        if entries:
+            entries.append(([plain(group), start], None))
+        if self.stream_time != self.written_time:
             entries.append((["stream_time"], self.stream_time))
+            self.written_time = self.stream_time
         self.dirty.clear()
         self.closed.clear()
         return entries
@@ -217,9 +235,9 @@ class PartitionState:
     def restore(self, key: list[Any], value: Any) -> None:
         """Apply one changelog entry (the last one of a key wins)."""
         if key == ["stream_time"]:
-            self.stream_time = max(self.stream_time, value)
+            self.stream_time = self.written_time = max(self.stream_time, value)
             return
-        group, start = tuple(key[0]), key[1]
+        group, start = typed(tuple(key[0])), key[1]
         if value is None:
             groups = self.windows.get(start)
             if groups is not None:

@@ -388,7 +388,7 @@ class AggregatorRun:
     def send_changes(self) -> None:
         send, dumps = self.producer.send, orjson.dumps
         for (plan_index, partition), state in self.states.items():
-            if not (state.dirty or state.closed):
+            if not state.changed:
                 continue
             topic = self.topology.changelogs[plan_index]
             for key, value in state.changes():

@@ -141,20 +141,33 @@ class Aggregates:
         """The value each aggregate reads from the record, read once for all its windows."""
         return [getter(value) for getter in self.getters]
 
-    def add(self, state: list[Slot], values: list[Any], event_ms: int) -> None:
+    def added(self, state: list[Slot], values: list[Any], event_ms: int) -> list[Slot]:
+        """A copy of `state` with the record added; a RecordError leaves `state` as it was."""
+        staged = list(state)  # slots are replaced, never changed in place: a shallow copy is enough
         for i, update, _ in self.steps:
             try:
-                update(state, i, values[i], event_ms)
+                update(staged, i, values[i], event_ms)
             except TypeError:
                 found = values[i]
                 raise RecordError(
                     f"{self.names[i]}({self.fields[i]}) needs {WANTS[self.names[i]]}, found "
-                    f"{type(found).__name__} {found!r:.40}"
+                    f"{type(found).__name__} {found!r:.40}{self.clash(self.names[i], state[i], found)}"
                 ) from None
+        return staged
+
+    def add(self, state: list[Slot], values: list[Any], event_ms: int) -> None:
+        state[:] = self.added(state, values, event_ms)
 
     def check(self, values: list[Any]) -> None:
-        """Raise the RecordError `add` would, without changing any state."""
-        self.add(self.new(), values, 0)
+        """Raise the RecordError a fresh window would meet with these values."""
+        self.added(self.new(), values, 0)
+
+    @staticmethod
+    def clash(name: str, held: Slot, found: Any) -> str:
+        """For MIN and MAX: a number meeting strings, or the other way round."""
+        if name not in ("MIN", "MAX") or held is None or not (is_number(found) or type(found) is str):
+            return ""
+        return f", where the window holds {type(held).__name__} {held!r:.40}"
 
     def finish(self, state: list[Slot]) -> list[Any]:
         return [result(slot) for result, slot in zip(self.results, state, strict=True)]

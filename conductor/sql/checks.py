@@ -46,6 +46,21 @@ def check_items(
                 )
             raise SqlSyntaxError(message, source, name_at)
         seen[name] = item.alias
+    # A GROUP BY field not in SELECT is still in the output, under its last part.
+    selected = {item.field for item, _ in named_items if isinstance(item, GroupItem)}
+    for index, field in enumerate(group_by):
+        name = field.path[-1]
+        if field in selected or field in group_by[:index]:  # a field named twice: check_keyed says so
+            continue
+        if name.lower() in WINDOW_COLUMNS or name.lower() in seen:
+            clash = "the window's bounds" if name.lower() in WINDOW_COLUMNS else f"'{seen[name.lower()]}'"
+            raise SqlSyntaxError(
+                f"GROUP BY field '{field.dotted}' is output as '{name}', which clashes with {clash}; "
+                f"select it with AS another name",
+                source,
+                field.start,
+            )
+        seen[name.lower()] = name
     if not any(isinstance(item, Aggregate) for item, _ in named_items):
         message = "SELECT has no aggregate (COUNT, SUM, AVG, MIN, MAX, EARLIEST or LATEST)"
         raise SqlSyntaxError(message, source, select_at)

@@ -515,6 +515,9 @@ ERROR_MESSAGES = [
     ("INSERT INTO o SELECT COUNT(*) FROM t KEYED BY k " + W + " GROUP BY k, j", f"GROUP BY field 'j' is missing from KEYED BY {RULE} at line 1, column 93"),
     ("INSERT INTO o SELECT COUNT(*) FROM t KEYED BY k, k " + W + " GROUP BY k", "Field 'k' is named twice in KEYED BY at line 1, column 50"),
     ("INSERT INTO o SELECT COUNT(*) FROM t " + W + " GROUP BY k, k", "Field 'k' is named twice in GROUP BY at line 1, column 82"),
+    ("INSERT INTO o SELECT COUNT(*) AS k FROM t " + W + " GROUP BY k", "GROUP BY field 'k' is output as 'k', which clashes with 'k'; select it with AS another name at line 1, column 84"),
+    ("INSERT INTO o SELECT COUNT(*) FROM t " + W + " GROUP BY a.b, c.b", "GROUP BY field 'c.b' is output as 'b', which clashes with 'b'; select it with AS another name at line 1, column 84"),
+    ("INSERT INTO o SELECT COUNT(*) FROM t " + W + " GROUP BY m.window_end", "GROUP BY field 'm.window_end' is output as 'window_end', which clashes with the window's bounds; select it with AS another name at line 1, column 79"),
     ("INSERT INTO t SELECT COUNT(*) FROM t " + W + " GROUP BY k", "INSERT INTO 't' is the topic the statement reads FROM at line 1, column 13"),
     ("INSERT INTO a.b SELECT COUNT(*) FROM `a.b` " + W + " GROUP BY k", "INSERT INTO 'a.b' is the topic the statement reads FROM at line 1, column 13"),
 ]
