@@ -26,6 +26,8 @@ NOISE = (
     ("kafka.producer.sender", "Unable to verify the partition has been added to the transaction"),
     # The aggregator's consumer and admin meet its output and internal topics before they exist.
     ("kafka.cluster", "not found in cluster metadata"),
+    # Offsets asked for while another member's transaction holds some: asked again later.
+    ("kafka.coordinator.consumer", "UnstableOffsetCommitError"),
 )
 
 

@@ -89,7 +89,14 @@ class AggregatorRun:
         self.producer: Any = None
         self.states: dict[StateKey, PartitionState] = {}
         self.to_restore: set[StateKey] = set()
-        self.counts = {"read": 0, "results": 0, "late": 0, "late_windows": 0, "skipped": 0}
+        self.counts = {
+            "read": 0,
+            "results": 0,
+            "late": 0,
+            "late_windows": 0,
+            "skipped": 0,
+            "idle_close_deferred": 0,  # idle, but the group was still behind: windows kept open
+        }
         self.idle_close_ms = config.aggregate.idle_close_ms
         self.last_record = time.monotonic()
         self.idle_checked = 0.0
@@ -427,11 +434,14 @@ class AggregatorRun:
         now = time.monotonic()
         if self.idle_close_ms <= 0 or now - self.last_record < self.idle_close_ms / 1000:
             return
-        if now - self.idle_checked < IDLE_CHECK_S or not self.states:
+        # No open window: nothing to close, and stream time stays where the records put it
+        # (moved to the clock, an input about to be filled with old records would all be late).
+        if now - self.idle_checked < IDLE_CHECK_S or not any(s.windows for s in self.states.values()):
             return
         self.idle_checked = now
         self.commit_positions()
         if not self.caught_up():
+            self.counts["idle_close_deferred"] += 1
             return
         wall_ms = int(time.time() * 1000)
         states = list(self.states.values())
@@ -446,17 +456,23 @@ class AggregatorRun:
         """No lag on any partition of the input or the repartition topics, in the whole group."""
         from kafka.structs import TopicPartition
 
+        from kafka.errors import KafkaError
+
         consumer = self.member.consumer
         partitions = [
             TopicPartition(topic, p)
             for topic in self.topology.subscriptions
             for p in (consumer.partitions_for_topic(topic) or ())
         ]
-        ends = consumer.end_offsets(partitions)
-        for tp in partitions:
-            committed = consumer.committed(tp)
-            if ends.get(tp, 0) > (committed or 0):
-                return False
+        try:
+            ends = consumer.end_offsets(partitions)
+            for tp in partitions:
+                committed = consumer.committed(tp)
+                if ends.get(tp, 0) > (committed or 0):
+                    return False
+        except KafkaError as error:  # e.g. another worker's offsets still in an open transaction
+            log.debug("worker %d: lag unknown (%s): windows stay open", self.worker_id, error)
+            return False
         return True
 
     def purge(self) -> None:

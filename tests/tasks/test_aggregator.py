@@ -185,3 +185,28 @@ def read_all(kafka: str, topic: str, count: int, timeout: float = 60) -> list:
     finally:
         consumer.close()
     return found
+
+
+def test_idle_close_waits_while_any_partition_of_the_group_is_behind(kafka, tmp_path, conductors):
+    """One worker's partition is idle, with windows open, while the other's is far behind; more
+    old readings then come to the idle one. Had it closed its windows, they would be late."""
+    topic = create_topic(kafka, 2, "agg-idle")
+    out = unique("agg-out")
+    busy = readings(30_000, 30 * MINUTE, sensors=20)
+    quiet = [Reading("q", {**r.value, "sensor_id": "q"}, r.timestamp) for r in readings(300, 30 * MINUTE)]
+    sql = (
+        f"INSERT INTO {out} SELECT sensor_id, COUNT(*) AS n FROM {topic} KEYED BY sensor_id "
+        f"WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY sensor_id"
+    )
+    settings = {"conductor__aggregate__idle__close__ms": 300, "conductor__batch__max__records": 200}
+    conductor = conductors(config(tmp_path, unique("agg"), topic, sql, kafka, **settings), workers=2)
+    wait_for(lambda: len(conductor.partitions()) == 2, 60, "both partitions assigned")
+    produce(kafka, topic, (r.as_record() for r in busy), partition=0)
+    produce(kafka, topic, (r.as_record() for r in quiet[:100]), partition=1)  # windows open there
+    wait_for(lambda: conductor.total("idle_close_deferred") > 0, 30, "the idle worker to defer its close")
+    produce(kafka, topic, (r.as_record() for r in quiet[100:]), partition=1)
+    expected = truth(busy + quiet, lambda v: (v["sensor_id"],), MINUTE)
+    got = by_window(read_results(kafka, out, len(expected), timeout=180), ("sensor_id",))
+    assert {w: v["n"] for w, v in got.items()} == {w: len(m) for w, m in expected.items()}
+    assert conductor.total("late") == 0
+    assert conductor.stop() == 0
