@@ -454,9 +454,8 @@ class AggregatorRun:
 
     def caught_up(self) -> bool:
         """No lag on any partition of the input or the repartition topics, in the whole group."""
-        from kafka.structs import TopicPartition
-
         from kafka.errors import KafkaError
+        from kafka.structs import TopicPartition
 
         consumer = self.member.consumer
         partitions = [
