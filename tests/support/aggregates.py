@@ -118,3 +118,24 @@ def by_window(results: list[Any], group_fields: tuple[str, ...]) -> dict[tuple, 
 
 def close(a: float, b: float) -> bool:
     return abs(a - b) <= 1e-9 * max(1.0, abs(a), abs(b))
+
+
+def internal_topics(kafka: str, name: str) -> dict[str, dict[str, str]]:
+    """The connector's internal topics and the configs set on them (not the broker's defaults)."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    admin = KafkaAdminClient(bootstrap_servers=kafka)
+    try:
+        names = [t for t in admin.list_topics() if t.startswith(f"connect-{name}-")]
+        found = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t) for t in names])
+    finally:
+        admin.close()
+    return {
+        topic: {
+            key: entry["value"]
+            for key, entry in configs.items()
+            if entry["config_source"] == "DYNAMIC_TOPIC_CONFIG"
+        }
+        for topic, configs in found["topic"].items()
+    }

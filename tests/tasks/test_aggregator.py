@@ -9,7 +9,17 @@ import signal
 import time
 
 from kafka import KafkaConsumer
-from support.aggregates import MINUTE, Reading, by_window, close, config, read_results, readings, truth
+from support.aggregates import (
+    MINUTE,
+    Reading,
+    by_window,
+    close,
+    config,
+    internal_topics,
+    read_results,
+    readings,
+    truth,
+)
 from support.pipeline import create_topic, produce, unique, wait_for
 
 FAST = {"conductor__aggregate__idle__close__ms": 2000, "conductor__linger__ms": 100}
@@ -28,7 +38,8 @@ def test_tumbling_by_key_and_hopping_regrouped_two_statements_one_read(kafka, tm
         f"WHERE celsius >= 20.5 AND NOT raw = 3 "
         f"WINDOW HOPPING (SIZE 2 MINUTES, ADVANCE BY 1 MINUTE, GRACE PERIOD 1 HOUR) GROUP BY home_id"
     )
-    conductor = conductors(config(tmp_path, unique("agg"), topic, sql, kafka, **FAST), workers=3)
+    name = unique("agg")
+    conductor = conductors(config(tmp_path, name, topic, sql, kafka, **FAST), workers=3)
 
     sensors = truth(given, lambda v: (v["sensor_id"],), MINUTE)
     got = by_window(read_results(kafka, by_sensor, len(sensors)), ("sensor_id",))
@@ -56,6 +67,18 @@ def test_tumbling_by_key_and_hopping_regrouped_two_statements_one_read(kafka, tm
     for window, members in homes.items():
         assert got[window]["n"] == len(members)
         assert close(got[window]["avg"], sum(r.value["celsius"] for r in members) / len(members))
+    # State in one compacted changelog per statement; the regrouping kept without a time limit
+    # (records whose event times are days old must not go before they are read).
+    internal = internal_topics(kafka, name)
+    assert sorted(internal.values(), key=len) == [
+        {"cleanup.policy": "compact"},
+        {"cleanup.policy": "compact"},
+        {"cleanup.policy": "delete", "retention.ms": "-1"},
+    ]
+    assert [t for t in internal if t.endswith("repartition")] == [
+        f"connect-{name}-{topic}-by-home_id-repartition"
+    ]
+    assert all(state["open_windows"] == 0 for state in conductor.states())  # closed: dropped
     assert conductor.stop() == 0
 
 
