@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
 from typing import Any
 
 import orjson
 
 from conductor import exitcodes
-from conductor.admin import admin_client, ensure_topic, retrying
+from conductor.admin import retrying
 from conductor.config import ConnectorConfig
 from conductor.errors import RecordError, TaskFailed
 from conductor.records import decode, record_of
@@ -31,8 +30,9 @@ from conductor.workercontrol import WorkerControl
 from policies.deadletter import DeadLetterTopic
 from sinks.base import Failure
 from tasks.aggregation import Outcome, PartitionState
+from tasks.changelog import StateKey, create_topics, purge_committed, read_changelogs
 from tasks.consumer import GroupMember, StopRequested, instance_id
-from tasks.topology import CHANGELOG_CONFIGS, REPARTITION_CONFIGS, Topology
+from tasks.topology import Topology
 
 log = logging.getLogger("conductor.worker")
 
@@ -42,7 +42,6 @@ IDLE_CHECK_S = 1.0
 PURGE_INTERVAL_S = 30.0
 TRANSACTION_TIMEOUT_MS = 10_000  # what a crashed worker's open transaction holds readers back
 LATE_HEADER = "__conductor.aggregate.late"
-StateKey = tuple[int, int]  # (plan index, partition)
 
 
 class AggregatorWorker:
@@ -153,7 +152,7 @@ class AggregatorRun:
         """Internal and output topics, the transactional producer, then the group."""
         from kafka import KafkaProducer
 
-        self.create_topics()
+        create_topics(self.config.kafka, self.topology, self.wait_for_input)
         kwargs = self.config.kafka.producer_kwargs()
         kwargs.update(
             transactional_id=self.transactional_id,
@@ -168,35 +167,9 @@ class AggregatorRun:
             self.dead_letter.setup()
         self.member.join()
 
-    def create_topics(self) -> None:
-        topology = self.topology
-        admin = admin_client(self.config.kafka.admin_kwargs())
-        try:
-            counts = self.partition_counts(admin, {p.statement.input_topic for p in topology.plans})
-            for regroup in topology.regroups:
-                ensure_topic(admin, regroup.topic, counts[regroup.source], -1, REPARTITION_CONFIGS)
-            for topic, plans in topology.aggregating.items():
-                for plan in plans:
-                    changelog = topology.changelogs[plan.index]
-                    ensure_topic(admin, changelog, counts[topology.source_of[topic]], -1, CHANGELOG_CONFIGS)
-            for output in topology.outputs:
-                ensure_topic(admin, output, max(counts.values()), -1)
-        finally:
-            admin.close()
-
-    def partition_counts(self, admin: Any, topics: Iterable[str]) -> dict[str, int]:
-        """Partitions of each input topic; one that does not exist yet is waited for."""
-        counts: dict[str, int] = {}
-        for topic in topics:
-            while True:
-                found = retrying(lambda t=topic: admin.describe_topics([t]), f"describe topic {topic}")
-                partitions = found[0].get("partitions") or [] if found else []
-                if found and not found[0].get("error_code") and partitions:
-                    counts[topic] = len(partitions)
-                    break
-                log.warning("worker %d: input topic %s does not exist yet; waiting", self.worker_id, topic)
-                self.member.pause(5.0)
-        return counts
+    def wait_for_input(self, topic: str) -> None:
+        log.warning("worker %d: input topic %s does not exist yet; waiting", self.worker_id, topic)
+        self.member.pause(5.0)
 
     def close(self) -> None:
         self.member.close(leave=self.control.leaving)
@@ -225,36 +198,10 @@ class AggregatorRun:
         """Rebuild the open windows of newly taken partitions from their changelogs."""
         if not self.to_restore:
             return
-        from kafka import KafkaConsumer
-        from kafka.structs import TopicPartition
-
         started = time.monotonic()
-        wanted = {TopicPartition(self.topology.changelogs[i], p): (i, p) for i, p in self.to_restore}
-        plans = {plan.index: plan for plan in self.topology.plans}
-        fresh = {key: PartitionState(plans[key[0]]) for key in wanted.values()}
-        kwargs = self.config.kafka.consumer_kwargs()
-        for key in ("group_instance_id", "partition_assignment_strategy"):
-            kwargs.pop(key, None)
-        kwargs.update(group_id=None, isolation_level="read_committed", enable_auto_commit=False)
-        reader = KafkaConsumer(**kwargs)
-        entries = 0
-        try:
-            reader.assign(list(wanted))
-            reader.seek_to_beginning(*wanted)
-            ends = reader.end_offsets(list(wanted))
-            remaining = {tp for tp in wanted if ends[tp] > 0}
-            while remaining:
-                self.control.heartbeat()
-                for tp, messages in reader.poll(timeout_ms=500).items():
-                    state = fresh[wanted[tp]]
-                    for message in messages:
-                        value = None if message.value is None else orjson.loads(message.value)
-                        state.restore(orjson.loads(message.key), value)
-                        entries += 1
-                # A partition's last offsets can be transaction markers, which no poll returns.
-                remaining = {tp for tp in remaining if reader.position(tp) < ends[tp]}
-        finally:
-            reader.close()
+        fresh, entries = read_changelogs(
+            self.config.kafka, self.topology, self.to_restore, self.control.heartbeat
+        )
         self.states.update(fresh)
         self.to_restore.clear()
         windows = sum(state.open_windows for state in fresh.values())
@@ -475,28 +422,12 @@ class AggregatorRun:
         return True
 
     def purge(self) -> None:
-        """Delete what the group has committed from the repartition partitions this worker reads."""
         now = time.monotonic()
         if now - self.purged < PURGE_INTERVAL_S or not self.topology.regroups:
             return
         self.purged = now
-        from kafka.structs import TopicPartition
-
-        consumer = self.member.consumer
         topics = {r.topic for r in self.topology.regroups}
-        offsets = {}
-        for tp in consumer.assignment():
-            if tp.topic in topics and (committed := consumer.committed(tp)):
-                offsets[TopicPartition(tp.topic, tp.partition)] = committed
-        if not offsets:
-            return
-        admin = admin_client(self.config.kafka.admin_kwargs())
-        try:
-            admin.delete_records(offsets)
-        except Exception as exc:
-            log.debug("worker %d: purging repartition records: %s", self.worker_id, exc)
-        finally:
-            admin.close()
+        purge_committed(self.config.kafka, self.member.consumer, topics, self.worker_id)
 
     # -- state ------------------------------------------------------------------------------------
 
