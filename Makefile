@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test lint up down status venv
 
-# Servers up, sample readings into Kafka, `conductor start --workers 3`: documents in Elasticsearch, rows in Cassandra.
+# Servers up, then the whole pipeline: readings, the aggregator, its results in Elasticsearch and Cassandra.
 demo: venv
 	BIN=$(BIN) examples/demo.sh
 

@@ -129,7 +129,15 @@ def start(config_path: str, bootstrap_servers: str | None, workers: int | None) 
 @click.option("--partitions", default=6, show_default=True, help="Used when the topic is created.")
 @click.option("--count", default=10_000, show_default=True)
 @click.option("--sensors", default=1000, show_default=True)
-def produce_readings(bootstrap_servers: str, topic: str, partitions: int, count: int, sensors: int) -> None:
+@click.option(
+    "--start-ms",
+    type=int,
+    default=None,
+    help="Event time of the first reading, epoch ms (default: the readings end now).",
+)
+def produce_readings(
+    bootstrap_servers: str, topic: str, partitions: int, count: int, sensors: int, start_ms: int | None
+) -> None:
     """Produce sample temperature readings (JSON, keyed by sensor id) to a topic."""
     from kafka import KafkaProducer
 
@@ -149,7 +157,7 @@ def produce_readings(bootstrap_servers: str, topic: str, partitions: int, count:
         compression_type=None,
         acks="all",
     )
-    for key, value in readings(count, sensors=sensors):
+    for key, value in readings(count, sensors=sensors, start_ms=start_ms):
         producer.send(topic, key=key, value=value)
     producer.flush()
     producer.close()

@@ -42,6 +42,7 @@ IDLE_CHECK_S = 1.0
 PURGE_INTERVAL_S = 30.0
 TRANSACTION_TIMEOUT_MS = 10_000  # what a crashed worker's open transaction holds readers back
 LATE_HEADER = "__conductor.aggregate.late"
+LATE_WARNING_S = 60.0
 
 
 class AggregatorWorker:
@@ -102,6 +103,7 @@ class AggregatorRun:
         self.purged = time.monotonic()
         self.state_due = 0.0
         self.last_error: str | None = None
+        self.late_warned = -LATE_WARNING_S
 
     # -- life ----------------------------------------------------------------------------------
 
@@ -363,6 +365,15 @@ class AggregatorRun:
     def late(self, record: Any) -> None:
         self.counts["late"] += 1
         self.to_dead_letter(record, RecordError("late: every window it belongs to had closed"), late=True)
+        now = time.monotonic()
+        if self.dead_letter is None and now >= self.late_warned + LATE_WARNING_S:
+            # Not an error (the grace period says so), but never silent: once a minute at most.
+            log.warning(
+                "worker %d: %d late record(s) so far not counted (%s: every window it belongs to "
+                "had closed); a longer GRACE PERIOD keeps them, a dead-letter topic keeps a copy",
+                self.worker_id, self.counts["late"], record.where,
+            )  # fmt: skip
+            self.late_warned = now
 
     def to_dead_letter(self, record: Any, error: RecordError, late: bool = False) -> None:
         if self.dead_letter is None:
@@ -411,11 +422,12 @@ class AggregatorRun:
             for p in (consumer.partitions_for_topic(topic) or ())
         ]
         try:
+            # Committed first: a commit landing between the two reads then shows as lag, never
+            # as an end already reached.
+            committed = {tp: consumer.committed(tp) or 0 for tp in partitions}
             ends = consumer.end_offsets(partitions)
-            for tp in partitions:
-                committed = consumer.committed(tp)
-                if ends.get(tp, 0) > (committed or 0):
-                    return False
+            if any(ends.get(tp, 0) > committed[tp] for tp in partitions):
+                return False
         except KafkaError as error:  # e.g. another worker's offsets still in an open transaction
             log.debug("worker %d: lag unknown (%s): windows stay open", self.worker_id, error)
             return False
