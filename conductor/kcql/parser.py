@@ -7,7 +7,6 @@ are not, so a field may be called ``ttl``.
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Callable
 from types import MappingProxyType
@@ -27,6 +26,7 @@ from conductor.kcql.ast import (
 from conductor.kcql.dateformat import DateFormatError, translate
 from conductor.kcql.errors import KcqlSyntaxError
 from conductor.kcql.lexer import Token, TokenKind, split_path, split_statements, tokenize
+from conductor.syntax import TokenParser
 
 T = TypeVar("T")
 RESERVED = frozenset({"INSERT", "UPSERT", "INTO", "SELECT", "FROM", "AS"})
@@ -68,14 +68,14 @@ def parse_kcql_many(text: str) -> tuple[list[Statement], list[KcqlSyntaxError]]:
     return statements, errors
 
 
-class Parser:
+class Parser(TokenParser):
     """Parses KCQL text from ``offset`` on, one token of lookahead in ``self.token``."""
 
+    Kind = TokenKind
+    Error = KcqlSyntaxError
+
     def __init__(self, source: str, offset: int = 0) -> None:
-        self.source = source
-        self.tokens = tokenize(source, offset)
-        self.token = next(self.tokens)
-        self.previous = self.token
+        super().__init__(source, tokenize(source, offset))
 
     # -- grammar rules -----------------------------------------------------------------
 
@@ -424,57 +424,3 @@ class Parser:
         """assignment := keyword '='"""
         self.expect_keyword(keyword)
         self.expect(TokenKind.EQUALS, f"'=' after '{keyword}'")
-
-    # -- helpers -------------------------------------------------------------------------
-
-    def advance(self) -> Token:
-        """Consume the current token and return it."""
-        token = self.previous = self.token
-        if token.kind is not TokenKind.EOF:
-            self.token = next(self.tokens)
-        return token
-
-    def peek_is(self, kind: TokenKind) -> bool:
-        """True if the token after the current one is of ``kind`` (a second token of lookahead)."""
-        following = next(self.tokens)
-        self.tokens = itertools.chain([following], self.tokens)
-        return following.kind is kind
-
-    def expect(self, kind: TokenKind, expected: str | None = None) -> Token:
-        if self.token.kind is not kind:
-            raise self.unexpected(expected or kind.value)
-        return self.advance()
-
-    def expect_keyword(self, keyword: str) -> Token:
-        if not self.optional_keyword(keyword):
-            raise self.unexpected(f"'{keyword}'")
-        return self.previous
-
-    def optional_keyword(self, keyword: str) -> bool:
-        token = self.token
-        if token.kind is TokenKind.NAME and token.value.upper() == keyword:
-            self.advance()
-            return True
-        return False
-
-    def delimited(self, parse_item: Callable[[], T]) -> tuple[T, ...]:
-        """item {',' item}"""
-        items = [parse_item()]
-        while self.token.kind is TokenKind.COMMA:
-            self.advance()
-            items.append(parse_item())
-        return tuple(items)
-
-    def unexpected(self, expected: str, token: Token | None = None) -> KcqlSyntaxError:
-        token = token or self.token
-        found = self.describe(token)
-        return KcqlSyntaxError(
-            f"Expected {expected}, found {found}",
-            self.source, token.start, expected=expected, found=found,
-        )  # fmt: skip
-
-    def describe(self, token: Token) -> str:
-        if token.kind is TokenKind.EOF:
-            return "end of input"
-        raw = self.source[token.start : token.end]
-        return f"string {raw}" if token.kind is TokenKind.STRING else f"'{raw}'"

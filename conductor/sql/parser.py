@@ -10,7 +10,6 @@ among them, are keywords only where the grammar expects one, so a field may be c
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import replace
 from typing import TypeVar
 
@@ -39,6 +38,7 @@ from conductor.sql.ast import (
 from conductor.sql.checks import Item, check_items, check_keyed, check_topics
 from conductor.sql.errors import SqlSyntaxError
 from conductor.sql.lexer import Token, TokenKind, tokenize
+from conductor.syntax import TokenParser
 
 T = TypeVar("T")
 RESERVED = frozenset({
@@ -89,15 +89,14 @@ def one_of(*options: str) -> str:
     return options[0] if len(options) == 1 else f"{', '.join(options[:-1])} or {options[-1]}"
 
 
-class Parser:
+class Parser(TokenParser):
     """Parses SQL text from ``offset`` on, one token of lookahead in ``self.token``."""
 
+    Kind = TokenKind
+    Error = SqlSyntaxError
+
     def __init__(self, source: str, offset: int = 0) -> None:
-        self.source = source
-        self.tokens = tokenize(source, offset)
-        self.token = next(self.tokens)
-        self.previous = self.token
-        self.peeked: Token | None = None
+        super().__init__(source, tokenize(source, offset))
         self.depth = 0
 
     # -- grammar rules -----------------------------------------------------------------
@@ -414,71 +413,12 @@ class Parser:
 
     # -- helpers -------------------------------------------------------------------------
 
-    def advance(self) -> Token:
-        """Consume the current token and return it."""
-        token = self.previous = self.token
-        if token.kind is not TokenKind.EOF:
-            self.token = self.peeked or next(self.tokens)
-            self.peeked = None
-        return token
-
-    def peek(self) -> Token:
-        """The token after the current one (a second token of lookahead)."""
-        if self.peeked is None:
-            self.peeked = self.token if self.token.kind is TokenKind.EOF else next(self.tokens)
-        return self.peeked
-
-    def at_keyword(self, keyword: str) -> bool:
-        return self.token.kind is TokenKind.NAME and self.token.value.upper() == keyword
-
-    def optional_keyword(self, keyword: str) -> bool:
-        if self.at_keyword(keyword):
-            self.advance()
-            return True
-        return False
-
-    def expect_keyword(self, keyword: str, expected: str | None = None) -> Token:
-        if not self.optional_keyword(keyword):
-            raise self.unexpected(expected or f"'{keyword}'")
-        return self.previous
-
-    def expect(self, kind: TokenKind, expected: str | None = None) -> Token:
-        if self.token.kind is not kind:
-            raise self.unexpected(expected or kind.value)
-        return self.advance()
-
-    def delimited(self, parse_item: Callable[[], T]) -> tuple[T, ...]:
-        """item {',' item}"""
-        items = [parse_item()]
-        while self.token.kind is TokenKind.COMMA:
-            self.advance()
-            items.append(parse_item())
-        return tuple(items)
-
     def deeper(self, token: Token) -> int:
         """Go one NOT or '(' deeper; return the depth to restore after it."""
         if self.depth >= MAX_DEPTH:
             raise SqlSyntaxError(f"Condition nests deeper than {MAX_DEPTH} levels", self.source, token.start)
         self.depth += 1
         return self.depth - 1
-
-    def unexpected(
-        self, expected: str, token: Token | None = None, last: Token | None = None
-    ) -> SqlSyntaxError:
-        """'Expected <expected>, found <token .. last>' at the token (the current one by default)."""
-        token = token or self.token
-        found = self.describe(token, last or token)
-        return SqlSyntaxError(
-            f"Expected {expected}, found {found}",
-            self.source, token.start, expected=expected, found=found,
-        )  # fmt: skip
-
-    def describe(self, token: Token, last: Token) -> str:
-        if token.kind is TokenKind.EOF:
-            return "end of input"
-        if token.kind is TokenKind.STRING and last is token:
-            return f"string {self.spelled(token)}"
-        return f"'{self.source[token.start : last.end]}'"
 
     def spelled(self, token: Token) -> str:
         return self.source[token.start : token.end]
