@@ -3,7 +3,9 @@ was expected, what was found, where, and a caret under the spot), and the parsin
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from conductor.errors import ConductorError
@@ -123,3 +125,36 @@ class TokenParser:
         if token.kind is self.Kind.STRING and last is token:
             return f"string {self.source[token.start : token.end]}"
         return f"'{self.source[token.start : last.end]}'"
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: Any  # the language's token kind
+    value: str  # the word, the unescaped string or back-quoted name, or the character
+    start: int  # offset in the whole source text
+    end: int
+    line: int  # 1-based
+    column: int  # 1-based
+
+
+def scan(source: str, offset: int, eof: Any, read: Callable[[int], tuple[Any, str, int]]) -> Iterator[Token]:
+    """The loop both lexers share: blanks skipped, ``read(pos) -> (kind, value, end)`` for each
+    token, then one EOF token just after the last non-blank character, so "found end of input"
+    points at the end of the text the user typed rather than at trailing newlines."""
+    line_starts = [0] + [i + 1 for i, ch in enumerate(source) if ch == "\n"]
+
+    def make(kind: Any, value: str, start: int, end: int) -> Token:
+        line = bisect.bisect_right(line_starts, start)
+        return Token(kind, value, start, end, line, start - line_starts[line - 1] + 1)
+
+    pos, length = offset, len(source)
+    while True:
+        while pos < length and source[pos].isspace():
+            pos += 1
+        if pos >= length:
+            end = max(len(source.rstrip()), offset)
+            yield make(eof, "", end, end)
+            return
+        kind, value, end = read(pos)
+        yield make(kind, value, pos, end)
+        pos = end

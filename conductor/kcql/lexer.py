@@ -8,12 +8,11 @@ tokens, so the parser can report them ("found '{'") or glue them into a raw valu
 
 from __future__ import annotations
 
-import bisect
 import enum
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from conductor.kcql.errors import KcqlSyntaxError
+from conductor.syntax import Token, scan
 
 
 class TokenKind(enum.Enum):
@@ -43,16 +42,6 @@ PUNCTUATION = {
 QUOTES = {"'": (TokenKind.STRING, "string"), "`": (TokenKind.QUOTED_NAME, "quoted name")}
 
 
-@dataclass(frozen=True)
-class Token:
-    kind: TokenKind
-    value: str  # the word, the unescaped string / back-quoted name, or the character
-    start: int  # offset in the whole source text
-    end: int
-    line: int  # 1-based
-    column: int  # 1-based
-
-
 def is_word_char(ch: str) -> bool:
     # Stream-Reactor's FIELD and TOPICNAME characters: '@' as in Elasticsearch's @timestamp,
     # '/', ':', '+', '{' and '}' in names of other systems (a store refuses what it cannot hold).
@@ -63,47 +52,27 @@ WORD_PUNCTUATION = frozenset("_-@/:+{}")
 
 
 def tokenize(source: str, offset: int = 0) -> Iterator[Token]:
-    """Yield the tokens of ``source`` from ``offset`` on, ending with one EOF token.
+    """Yield the tokens of ``source`` from ``offset`` on, ending with one EOF token."""
 
-    The EOF token sits just after the last non-blank character, so "found end of input"
-    points at the end of the text the user typed rather than at trailing newlines.
-    """
-    line_starts = [0] + [i + 1 for i, ch in enumerate(source) if ch == "\n"]
-
-    def make(kind: TokenKind, value: str, start: int, end: int) -> Token:
-        line = bisect.bisect_right(line_starts, start)
-        return Token(kind, value, start, end, line, start - line_starts[line - 1] + 1)
-
-    pos, length = offset, len(source)
-    while True:
-        while pos < length and source[pos].isspace():
-            pos += 1
-        if pos >= length:
-            end = max(len(source.rstrip()), offset)
-            yield make(TokenKind.EOF, "", end, end)
-            return
+    def read(pos: int) -> tuple[TokenKind, str, int]:
         ch = source[pos]
         if is_word_char(ch):
             end = pos + 1
-            while end < length and is_word_char(source[end]):
+            while end < len(source) and is_word_char(source[end]):
                 end += 1
-            yield make(TokenKind.NAME, source[pos:end], pos, end)
-        elif ch in QUOTES:
+            return TokenKind.NAME, source[pos:end], end
+        if ch in QUOTES:
             kind, what = QUOTES[ch]
             value, end = read_quoted(source, pos)
             if end < 0:
                 raise KcqlSyntaxError(
-                    f"Unterminated {what} starting",
-                    source,
-                    pos,
-                    expected=f"a closing {ch}",
-                    found="end of input",
-                )
-            yield make(kind, value, pos, end)
-        else:
-            end = pos + 1
-            yield make(PUNCTUATION.get(ch, TokenKind.CHAR), ch, pos, end)
-        pos = end
+                    f"Unterminated {what} starting", source, pos,
+                    expected=f"a closing {ch}", found="end of input",
+                )  # fmt: skip
+            return kind, value, end
+        return PUNCTUATION.get(ch, TokenKind.CHAR), ch, pos + 1
+
+    return scan(source, offset, TokenKind.EOF, read)
 
 
 def read_quoted(source: str, start: int) -> tuple[str, int]:
