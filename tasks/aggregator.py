@@ -32,6 +32,7 @@ from sinks.base import Failure
 from tasks.aggregation import Outcome, PartitionState
 from tasks.changelog import StateKey, create_topics, purge_committed, read_changelogs
 from tasks.consumer import GroupMember, StopRequested, instance_id
+from tasks.regroup import Bundler, unbundle
 from tasks.topology import Topology
 
 log = logging.getLogger("conductor.worker")
@@ -79,6 +80,7 @@ class AggregatorRun:
             on_assigned=self.take,
             topics=topology.subscriptions,
             consumer_overrides={"isolation_level": "read_committed", "enable_auto_commit": False},
+            own_topics=frozenset(r.topic for r in topology.regroups),
         )
         self.member.while_waiting = self.report
         self.dead_letter = (
@@ -87,6 +89,7 @@ class AggregatorRun:
             else None
         )
         self.producer: Any = None
+        self.bundler = Bundler({})
         self.states: dict[StateKey, PartitionState] = {}
         self.to_restore: set[StateKey] = set()
         self.counts = {
@@ -154,7 +157,7 @@ class AggregatorRun:
         """Internal and output topics, the transactional producer, then the group."""
         from kafka import KafkaProducer
 
-        create_topics(self.config.kafka, self.topology, self.wait_for_input)
+        self.bundler = Bundler(create_topics(self.config.kafka, self.topology, self.wait_for_input))
         kwargs = self.config.kafka.producer_kwargs()
         kwargs.update(
             transactional_id=self.transactional_id,
@@ -225,6 +228,8 @@ class AggregatorRun:
         try:
             outcome = Outcome()
             work(outcome)
+            for topic, partition, bundle in self.bundler.drain():
+                producer.send(topic, value=bundle, partition=partition)
             self.send_results(outcome)
             self.send_changes()
             if offsets:
@@ -247,13 +252,16 @@ class AggregatorRun:
             self.member.committed.update({(tp.topic, tp.partition): o for tp, o in offsets.items()})
 
     def commit_positions(self) -> None:
-        """Commit past the transaction markers the consumer has stepped over since the last
-        commit, so that a caught-up group shows no lag (markers take offsets too)."""
+        """Commit past the transaction markers and aborted records the consumer has stepped
+        over since the last commit, so that a caught-up group shows no lag (they take offsets
+        too). A partition this worker has not committed yet (taken with nothing but a crashed
+        worker's aborted records in it, say) is compared with the group's commit."""
         consumer, committed = self.member.consumer, self.member.committed
         ahead = {}
         for tp in consumer.assignment():
             key = (tp.topic, tp.partition)
-            if key in committed and (position := consumer.position(tp)) > committed[key]:
+            done = committed[key] if key in committed else consumer.committed(tp)
+            if (position := consumer.position(tp)) > (done or 0):
                 ahead[tp] = position
         if ahead:
             self.transact(lambda outcome: None, ahead)
@@ -284,56 +292,53 @@ class AggregatorRun:
             else:
                 consumer.seek(tp, offset)
         self.member.next_offsets.clear()
+        self.bundler.pending.clear()
         self.states.clear()
         self.to_restore.clear()
         self.take({(tp.topic, tp.partition) for tp in held})
         self.restore()
 
     def count(self, polled: dict[Any, list[Any]], outcome: Outcome) -> None:
-        topology = self.topology
+        topology, bundles = self.topology, self.bundler.partitions
         for tp, messages in polled.items():
             regroups = topology.regrouping.get(tp.topic, ())
             plans = topology.aggregating.get(tp.topic, ())
             states = [self.states[(plan.index, tp.partition)] for plan in plans]
+            if tp.topic in bundles:
+                for message in messages:
+                    for record in unbundle(message):
+                        self.count_record(record, (), states, outcome)
+                continue
             for message in messages:
-                self.counts["read"] += 1
                 try:
                     record = decode(message)
                 except RecordError as error:
+                    self.counts["read"] += 1
                     self.tolerate(record_of(message), error)
                     continue
-                if record.value is None:
-                    continue  # a tombstone holds nothing to count
-                for regroup in regroups:
-                    try:
-                        self.send_regrouped(regroup, message, record.value)
-                    except RecordError as error:
-                        self.tolerate(record, error)
-                for state in states:
-                    outcome.counted = True
-                    try:
-                        state.add(record, record.value, outcome)
-                    except RecordError as error:
-                        self.tolerate(record, error)
-                        continue
-                    if not outcome.counted:
-                        self.late(record)
+                self.count_record(record, regroups, states, outcome)
         self.counts["late_windows"] += outcome.late_windows
 
-    def send_regrouped(self, regroup: Any, message: Any, value: dict) -> None:
-        group = [getter(value) for getter in regroup.getters]
-        for found, name in zip(group, regroup.fields, strict=True):
-            if found is None or type(found) in (dict, list):
-                what = "missing" if found is None else f"a {type(found).__name__}"
-                raise RecordError(f"GROUP BY field {name!r} is {what}: a group needs a value")
-        key = orjson.dumps(dict(zip(regroup.fields, group, strict=True)))
-        self.producer.send(
-            regroup.topic,
-            key=key,
-            value=message.value,
-            headers=message.headers,
-            timestamp_ms=message.timestamp,
-        )
+    def count_record(
+        self, record: Any, regroups: Any, states: list[PartitionState], outcome: Outcome
+    ) -> None:
+        self.counts["read"] += 1
+        if record.value is None:
+            return  # a tombstone holds nothing to count
+        for regroup in regroups:
+            try:
+                self.bundler.add(regroup, record, record.value)
+            except RecordError as error:
+                self.tolerate(record, error)
+        for state in states:
+            outcome.counted = True
+            try:
+                state.add(record, record.value, outcome)
+            except RecordError as error:
+                self.tolerate(record, error)
+                continue
+            if not outcome.counted:
+                self.late(record)
 
     def send_results(self, outcome: Outcome) -> None:
         send, dumps = self.producer.send, orjson.dumps

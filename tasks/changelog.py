@@ -20,8 +20,9 @@ log = logging.getLogger("conductor.worker")
 StateKey = tuple[int, int]  # (plan index, partition)
 
 
-def create_topics(kafka: KafkaSettings, topology: Topology, wait: Callable[[str], None]) -> None:
-    """Repartition topics and changelogs with their input's partitions, and missing outputs."""
+def create_topics(kafka: KafkaSettings, topology: Topology, wait: Callable[[str], None]) -> dict[str, int]:
+    """Repartition topics and changelogs with their input's partitions, and missing outputs;
+    returns the partitions of each repartition topic."""
     admin = admin_client(kafka.admin_kwargs())
     try:
         counts = partition_counts(admin, {p.statement.input_topic for p in topology.plans}, wait)
@@ -35,6 +36,7 @@ def create_topics(kafka: KafkaSettings, topology: Topology, wait: Callable[[str]
             ensure_topic(admin, output, max(counts.values()), -1)
     finally:
         admin.close()
+    return {regroup.topic: counts[regroup.source] for regroup in topology.regroups}
 
 
 def partition_counts(admin: Any, topics: Iterable[str], wait: Callable[[str], None]) -> dict[str, int]:

@@ -73,9 +73,12 @@ class GroupMember:
         on_assigned: Callable[[set[TopicPartitionKey]], None] = lambda partitions: None,
         topics: tuple[str, ...] | None = None,
         consumer_overrides: dict[str, Any] | None = None,
+        own_topics: frozenset[str] = frozenset(),
     ) -> None:
         """`topics`: what to subscribe to, when not the connector's `topics` (the aggregator adds
-        its repartition topics); `consumer_overrides`: settings of its own (read_committed)."""
+        its repartition topics); `consumer_overrides`: settings of its own (read_committed);
+        `own_topics`: topics whose records the connector deletes itself once committed (a gap
+        there is a transaction marker, then the purge: no loss)."""
         self.config = config
         self.control = control
         self.worker_id = control.worker_id
@@ -84,6 +87,7 @@ class GroupMember:
         self.on_assigned = on_assigned
         self.topics = topics
         self.consumer_overrides = consumer_overrides or {}
+        self.own_topics = own_topics
         self.consumer: Any = None
         self.next_offsets: Offsets = {}  # as read here
         self.committed: Offsets = {}  # as committed here
@@ -173,7 +177,7 @@ class GroupMember:
         for tp, messages in polled.items():
             key = (tp.topic, tp.partition)
             expected, first = next_offsets.get(key), messages[0].offset
-            if expected is not None and first > expected:
+            if expected is not None and first > expected and tp.topic not in self.own_topics:
                 self.losses.gap(tp, expected, first)
             next_offsets[key] = messages[-1].offset + 1
         if self.losses:

@@ -221,7 +221,7 @@ def test_idle_close_waits_while_any_partition_of_the_group_is_behind(kafka, tmp_
         f"INSERT INTO {out} SELECT sensor_id, COUNT(*) AS n FROM {topic} KEYED BY sensor_id "
         f"WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY sensor_id"
     )
-    settings = {"conductor__aggregate__idle__close__ms": 300, "conductor__batch__max__records": 200}
+    settings = {"conductor__aggregate__idle__close__ms": 300, "conductor__batch__max__records": 50}
     conductor = conductors(config(tmp_path, unique("agg"), topic, sql, kafka, **settings), workers=2)
     wait_for(lambda: len(conductor.partitions()) == 2, 60, "both partitions assigned")
     produce(kafka, topic, (r.as_record() for r in busy), partition=0)
