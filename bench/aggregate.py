@@ -270,7 +270,8 @@ def conductor_phase(args: argparse.Namespace, truth: dict, by: str, round_: int,
     phase.notes.append(
         f"workers seen {sampler.workers_seen}; summed over the last worker states: read "
         f"{sum(int(s.get('read', 0)) for s in states):,}, results {sum(int(s.get('results', 0)) for s in states):,}, "
-        f"late {late}, open windows {sum(int(s.get('open_windows', 0)) for s in states):,}"
+        f"late {late}, open windows {sum(int(s.get('open_windows', 0)) for s in states):,}, idle close "
+        f"deferred {sum(int(s.get('idle_close_deferred', 0)) for s in states)} time(s)"
     )
     if reader.first_at is not None:
         phase.notes.append(f"first window visible after {reader.first_at - started:.1f}s")

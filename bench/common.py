@@ -743,7 +743,7 @@ def render(
     extra: Sequence[str] = (),
 ) -> str:
     """The generated block: run header, the table, the verdict, notes per run, the profile."""
-    command = f"/work/venv/bin/python {script} " + " ".join(sys.argv[1:])
+    command = f".venv/bin/python {script} " + " ".join(sys.argv[1:])
     lines = [
         begin,
         "",
