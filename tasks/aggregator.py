@@ -397,12 +397,16 @@ class AggregatorRun:
         now = time.monotonic()
         if self.idle_close_ms <= 0 or now - self.last_record < self.idle_close_ms / 1000:
             return
-        # No open window: nothing to close, and stream time stays where the records put it
-        # (moved to the clock, an input about to be filled with old records would all be late).
-        if now - self.idle_checked < IDLE_CHECK_S or not any(s.windows for s in self.states.values()):
+        if now - self.idle_checked < IDLE_CHECK_S:
             return
         self.idle_checked = now
+        # Every idle worker commits past its markers, windows or not: the others' caught-up
+        # check reads its partitions too.
         self.commit_positions()
+        # No open window: nothing to close, and stream time stays where the records put it
+        # (moved to the clock, an input about to be filled with old records would all be late).
+        if not any(s.windows for s in self.states.values()):
+            return
         if not self.caught_up():
             self.counts["idle_close_deferred"] += 1
             return

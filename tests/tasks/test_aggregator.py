@@ -233,3 +233,34 @@ def test_idle_close_waits_while_any_partition_of_the_group_is_behind(kafka, tmp_
     assert {w: v["n"] for w, v in got.items()} == {w: len(m) for w, m in expected.items()}
     assert conductor.total("late") == 0
     assert conductor.stop() == 0
+
+
+def test_a_worker_without_windows_does_not_hold_back_the_others_idle_close(kafka, tmp_path, conductors):
+    """Partition 1 holds only readings the WHERE filters out, written in a Kafka transaction
+    (so its last offset is a commit marker), and its worker opens no window. The group only
+    looks caught up once that worker commits past the marker, idle as it is."""
+    from kafka import KafkaProducer
+
+    topic = create_topic(kafka, 2, "agg-marker")
+    out = unique("agg-out")
+    kept = readings(200, 2 * MINUTE, sensors=4)
+    produce(kafka, topic, (r.as_record() for r in kept), partition=0)
+    producer = KafkaProducer(bootstrap_servers=kafka, transactional_id=unique("agg-marker-tx"))
+    producer.init_transactions()
+    producer.begin_transaction()
+    for reading in readings(50, MINUTE, sensors=4):
+        key, _, timestamp = reading.as_record()
+        value = json.dumps({**reading.value, "celsius": -99.0}).encode()
+        producer.send(topic, key=key, value=value, timestamp_ms=timestamp, partition=1)
+    producer.commit_transaction()
+    producer.close()
+    sql = (
+        f"INSERT INTO {out} SELECT sensor_id, COUNT(*) AS n FROM {topic} KEYED BY sensor_id "
+        f"WHERE celsius > -50 WINDOW TUMBLING (SIZE 1 MINUTE, GRACE PERIOD 1 HOUR) GROUP BY sensor_id"
+    )
+    settings = {"conductor__aggregate__idle__close__ms": 500}
+    conductor = conductors(config(tmp_path, unique("agg"), topic, sql, kafka, **settings), workers=2)
+    expected = truth(kept, lambda v: (v["sensor_id"],), MINUTE)
+    got = by_window(read_results(kafka, out, len(expected), timeout=60), ("sensor_id",))
+    assert {w: v["n"] for w, v in got.items()} == {w: len(m) for w, m in expected.items()}
+    assert conductor.stop() == 0
