@@ -46,6 +46,14 @@ def typed(group: tuple[Any, ...]) -> GroupKey:
     return group
 
 
+def check_group(group: tuple[Any, ...], fields: tuple[str, ...]) -> None:
+    """A RecordError unless every GROUP BY field holds a plain value."""
+    for found, name in zip(group, fields, strict=True):
+        if found is None or type(found) in (dict, list):
+            what = "missing" if found is None else f"a {type(found).__name__}"
+            raise RecordError(f"GROUP BY field {name!r} is {what}: a group needs a value")
+
+
 def plain(key: GroupKey) -> list[Any]:
     return [v.value if type(v) is Flag else v for v in key]
 
@@ -99,6 +107,7 @@ class Plan:
     grace_ms: int
     final: bool
     group_names: tuple[str, ...]  # GROUP BY fields under their SELECT alias, else their last part
+    group_fields: tuple[str, ...]  # GROUP BY fields as written, for messages
 
     @classmethod
     def compile(cls, index: int, statement: Aggregation) -> Plan:
@@ -124,14 +133,12 @@ class Plan:
             window.grace_ms,
             statement.emit == "FINAL",
             tuple(aliases.get(ref.path, ref.path[-1]) for ref in statement.group_by),
+            tuple(ref.dotted for ref in statement.group_by),
         )
 
     def group_of(self, value: dict) -> GroupKey:
         group = tuple(getter(value) for getter in self.group_getters)
-        for found, ref in zip(group, self.statement.group_by, strict=True):
-            if found is None or type(found) in (dict, list):
-                what = "missing" if found is None else f"a {type(found).__name__}"
-                raise RecordError(f"GROUP BY field {ref.dotted!r} is {what}: a group needs a value")
+        check_group(group, self.group_fields)
         return group
 
     def result(self, group: GroupKey, start: int, state: list[Slot]) -> tuple[dict, dict]:

@@ -15,8 +15,8 @@ from typing import Any
 import orjson
 from kafka.partitioner.default import murmur2
 
-from conductor.errors import RecordError
 from conductor.records import Record
+from tasks.aggregation import check_group, typed
 from tasks.topology import Regroup
 
 BUNDLE_ENTRIES = 1000  # a bundle stays well under Kafka's default 1 MB message
@@ -34,13 +34,10 @@ class Bundler:
     def add(self, regroup: Regroup, record: Record, value: dict) -> None:
         """Bundle a decoded record for the partition of its group; RecordError if it has none."""
         group = tuple(getter(value) for getter in regroup.getters)
-        place = (regroup.topic, group)
+        place = (regroup.topic, typed(group))  # true and 1 are two groups, not one cache entry
         partition = self.places.get(place)
         if partition is None:
-            for found, name in zip(group, regroup.fields, strict=True):
-                if found is None or type(found) in (dict, list):
-                    what = "missing" if found is None else f"a {type(found).__name__}"
-                    raise RecordError(f"GROUP BY field {name!r} is {what}: a group needs a value")
+            check_group(group, regroup.fields)
             # Kafka's own partitioner, on the group as JSON: the same group, the same partition.
             hashed = murmur2(orjson.dumps(list(group))) & 0x7FFFFFFF
             partition = hashed % self.partitions[regroup.topic]
