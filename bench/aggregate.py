@@ -154,6 +154,7 @@ def write_config(workdir: Path, name: str, args: argparse.Namespace, sql: str) -
         f"tasks.max={args.workers}",
         f"topics={args.topic}",
         f"bootstrap.servers={args.kafka}",
+        "listeners=http://127.0.0.1:0",
         f"conductor.aggregate.sql={sql}",
         # Closes what stream time has not (by field, with a grace as long as the data, everything)
         # once the whole group is caught up; the closers' own windows with it.

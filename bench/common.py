@@ -562,6 +562,8 @@ def run_conductor(
 
 def write_properties(directory: Path, name: str, lines: Sequence[str]) -> Path:
     path = directory / f"{name}.properties"
+    # A free port for conductor's REST server: Kafka Connect, the peer, listens on 8083.
+    lines = [*lines, "listeners=http://127.0.0.1:0"]
     path.write_text("\n".join(lines) + "\n")
     return path
 

@@ -101,6 +101,7 @@ def validate(config_path: str, bootstrap_servers: str | None) -> None:
 )
 def start(config_path: str, bootstrap_servers: str | None, workers: int | None) -> None:
     """Run the connector: a supervisor and N workers in the connector's consumer group."""
+    from conductor.api import ApiServer
     from conductor.supervisor import Supervisor
 
     try:
@@ -113,7 +114,14 @@ def start(config_path: str, bootstrap_servers: str | None, workers: int | None) 
         log.info("%s: %s", config.source, notice)
     for warning in config.warnings:
         log.warning("%s: %s", config.source, warning)
-    supervisor = Supervisor(connector.supervisor_settings(workers), connector.worker())
+    settings = connector.supervisor_settings(workers)
+    try:
+        server = ApiServer(config, settings.state_dir)
+    except ConfigError as error:
+        click.echo(str(error), err=True)
+        sys.exit(exitcodes.CONFIG_ERROR)
+    log.info("%s: REST API, page and metrics at %s (/ui, /metrics)", config.name, server.url)
+    supervisor = Supervisor(settings, connector.worker(), server)
     sys.exit(supervisor.run())
 
 

@@ -22,8 +22,9 @@ class RecordError(ConductorError):
 
     retriable = False
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, kind: str = "refused") -> None:
         self.reason = reason
+        self.kind = kind  # what the metrics count it as: mapping, version_conflict, 429, ...
         super().__init__(reason)
 
 

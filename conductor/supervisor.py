@@ -18,16 +18,16 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import psutil
 
 from conductor import exitcodes
-from conductor.errors import ConfigError
+from conductor.commands import PAUSED, RUNNING, STOPPED, Command
+from conductor.sidecar import Server, Sidecar
+from conductor.slots import Slot, SupervisorSettings, describe_exit
 from conductor.status import read_state, state_dir_for, write_state
-from conductor.workercontrol import REPLACE_SIGNAL, HeartbeatFile, WorkerControl, run_child
+from conductor.workercontrol import REPLACE_SIGNAL, HeartbeatFile, PauseFlag, WorkerControl, run_child
 
 log = logging.getLogger("conductor.supervisor")
 
@@ -41,104 +41,10 @@ WORKER_FILE = re.compile(r"worker-\d+\.json")
 IDLE_CHECK_INTERVAL_S = 5.0
 
 
-@dataclass(frozen=True)
-class SupervisorSettings:
-    workers: int
-    heartbeat_timeout_s: float = 60
-    drain_timeout_s: float = 30
-    rss_limit_mb: int = 0  # 0: no limit
-    restart_backoff_initial_s: float = 1
-    restart_backoff_max_s: float = 300
-    restart_max: int = 10  # for TASK_FAILED (and BOOT_ERROR once booted); crashes respawn forever
-    name: str = "conductor"
-    state_dir: Path | None = None
-    healthy_after_s: float = 60  # a worker that ran this long starts its slot's backoff over
-    # A worker that holds no partition this long while another holds several is replaced; longer
-    # than a rebalance takes (a member that died is noticed after session.timeout.ms, 45 s). 0: never.
-    idle_limit_s: float = 120
-
-    def __post_init__(self) -> None:
-        positive = {
-            "workers": self.workers,
-            "heartbeat_timeout_s": self.heartbeat_timeout_s,
-            "drain_timeout_s": self.drain_timeout_s,
-            "restart_backoff_max_s": self.restart_backoff_max_s,
-        }
-        not_negative = {
-            "idle_limit_s": self.idle_limit_s,
-            "rss_limit_mb": self.rss_limit_mb,
-            "restart_max": self.restart_max,
-            "restart_backoff_initial_s": self.restart_backoff_initial_s,
-            "healthy_after_s": self.healthy_after_s,
-        }
-        problems = [f"{name} must be above 0, not {value}" for name, value in positive.items() if value <= 0]
-        problems += [
-            f"{name} must not be negative, not {value}" for name, value in not_negative.items() if value < 0
-        ]
-        if problems:
-            raise ConfigError(problems, source="supervisor settings")
-
-    def backoff(self, restart: int) -> float:
-        """The wait before the `restart`-th restart in a row (1-based): initial * 2**(n-1), capped."""
-        exponent = min(max(restart - 1, 0), 64)
-        return min(self.restart_backoff_initial_s * 2**exponent, self.restart_backoff_max_s)
-
-
-def describe_exit(code: int) -> str:
-    """`code` as os.waitstatus_to_exitcode gives it: "exit code 4 (task failed)", "killed by SIGKILL"."""
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    name = exitcodes.NAMES.get(code)
-    return f"exit code {code} ({name})" if name else f"exit code {code}"
-
-
-@dataclass
-class Slot:
-    """One of the N places in the group; its worker_id survives respawns (Kafka static membership)."""
-
-    worker_id: int
-    state: str = "backoff"  # starting | running | backoff | failed | stopped
-    pid: int | None = None
-    restarts: int = 0  # in a row; reset once a worker ran healthy_after_s
-    last_exit: str | None = None
-    last_change: float = field(default_factory=time.time)
-    next_start_at: float = 0.0  # monotonic, while in backoff
-    started_at: float = 0.0  # monotonic
-    heartbeat: HeartbeatFile | None = None
-    process: psutil.Process | None = None
-    replacing: str | None = None  # asked to stop, and why ("for its memory"): respawn at once
-    idle_since: float | None = None  # monotonic: since when it holds no partition while others hold several
-    kill_at: float | None = None  # monotonic: SIGKILL if still alive then
-    killed: bool = False
-
-    @property
-    def alive(self) -> bool:
-        return self.pid is not None
-
-    def detach(self) -> None:
-        if self.heartbeat is not None:
-            self.heartbeat.close()
-        self.pid, self.heartbeat, self.process = None, None, None
-        self.replacing, self.idle_since, self.kill_at, self.killed = None, None, None, False
-
-    def describe(self, now: float) -> dict[str, Any]:
-        waiting = self.state == "backoff"
-        return {
-            "worker_id": self.worker_id,
-            "pid": self.pid,
-            "state": self.state,
-            "restarts": self.restarts,
-            "last_exit": self.last_exit,
-            "last_change": round(self.last_change, 3),
-            "next_start_in": round(max(self.next_start_at - now, 0.0), 1) if waiting else None,
-        }
-
-
 class Supervisor:
-    def __init__(self, settings: SupervisorSettings, worker_main: WorkerMain) -> None:
+    def __init__(
+        self, settings: SupervisorSettings, worker_main: WorkerMain, server: Server | None = None
+    ) -> None:
         self.settings = settings
         self.worker_main = worker_main
         self.state_dir = settings.state_dir or state_dir_for(settings.name)
@@ -152,6 +58,17 @@ class Supervisor:
         }
         self._old_handlers: dict[int, Any] = {}
         self._wakeup_r = self._wakeup_w = self._boot_r = self._boot_w = -1
+        self._command_r = self._command_w = -1
+        self._command_buffer = b""
+        self._commands: dict[str, Callable[[Command], None]] = {
+            "pause": self._command_pause,
+            "resume": self._command_resume,
+            "stop": self._command_stop,
+            "restart": self._command_restart,
+        }
+        self._target = RUNNING  # the connector's target state: RUNNING, PAUSED or STOPPED
+        self._pause = PauseFlag()
+        self._sidecar = Sidecar(server) if server is not None else None
         self._boot_buffer = b""
         self._group_booted = False
         self._stop_code: int | None = None  # set once stopping: the exit code run() returns
@@ -174,6 +91,7 @@ class Supervisor:
             )
             while True:
                 self._dispatch_signals()
+                self._dispatch_commands()
                 self._read_boot_notices()
                 self._reap_workers()
                 self._enforce_deadlines()
@@ -181,6 +99,7 @@ class Supervisor:
                 self._check_memory()
                 self._replace_idle_workers()
                 self._manage_workers()
+                self._manage_sidecar()
                 self._write_state()
                 if self._stop_code is not None and not self._live_slots():
                     break
@@ -202,7 +121,8 @@ class Supervisor:
         if self._stop_code is not None:
             deadlines.append(self._stop_deadline)
         timeout = min([LOOP_INTERVAL_S] + [deadline - now for deadline in deadlines])
-        ready, _, _ = select.select([self._wakeup_r, self._boot_r], [], [], max(timeout, 0.01))
+        readable = [self._wakeup_r, self._boot_r, self._command_r]
+        ready, _, _ = select.select(readable, [], [], max(timeout, 0.01))
         if self._wakeup_r in ready:
             _drain(self._wakeup_r)
 
@@ -228,6 +148,74 @@ class Supervisor:
     def _handle_child(self, signum: int) -> None:
         """Nothing to do: the wakeup alone makes this pass reap."""
 
+    # -- commands from the REST API (run from the loop, like the signal handlers) ---------------
+
+    def _dispatch_commands(self) -> None:
+        if self._command_r < 0:
+            return
+        self._command_buffer += _drain(self._command_r)
+        *lines, self._command_buffer = self._command_buffer.split(b"\n")
+        for line in lines:
+            try:
+                command = Command.decode(line)
+            except ValueError as error:
+                log.warning("ignoring a malformed command %r: %s", line[:200], error)
+                continue
+            if self._stop_code is None:
+                self._commands[command.action](command)
+                self._dirty = True
+
+    def _command_pause(self, command: Command) -> None:
+        if self._target == RUNNING:
+            log.info("pausing the connector: the workers write what they read, commit it, then read nothing")
+            self._target = PAUSED
+            self._pause.set(True)
+
+    def _command_resume(self, command: Command) -> None:
+        if self._target == STOPPED:
+            log.info("resuming the stopped connector: starting its workers")
+            for slot in self._slots:
+                if slot.state == "stopped":
+                    slot.restarts = 0
+                    self._schedule(slot, 0.0)
+        elif self._target == PAUSED:
+            log.info("resuming the connector")
+        self._target = RUNNING
+        self._pause.set(False)
+
+    def _command_stop(self, command: Command) -> None:
+        if self._target == STOPPED:
+            return
+        log.info("stopping the connector: its workers drain, commit and leave the group; this process stays")
+        self._target = STOPPED
+        self._pause.set(False)
+        for slot in self._slots:
+            if slot.alive:
+                slot.replacing = None
+                self._kill(slot, signal.SIGTERM)
+                slot.kill_at = time.monotonic() + self.settings.drain_timeout_s + STOP_MARGIN_S
+            else:
+                self._set(slot, "stopped")
+
+    def _command_restart(self, command: Command) -> None:
+        """Kafka Connect's restart of tasks: a running worker drains and is replaced at once; a
+        failed, waiting or stopped one starts now with its restart count reset."""
+        chosen = range(len(self._slots)) if command.tasks is None else command.tasks
+        for worker_id in chosen:
+            if not 0 <= worker_id < len(self._slots):
+                continue
+            slot = self._slots[worker_id]
+            if command.only_failed and slot.state != "failed":
+                continue
+            slot.restarts = 0
+            if slot.alive:
+                if slot.kill_at is None:
+                    log.info("restarting worker %s pid %s on request", slot.worker_id, slot.pid)
+                    self._replace(slot, signal.SIGTERM, "on request")
+            elif self._target != STOPPED:
+                log.info("starting worker %s on request", slot.worker_id)
+                self._schedule(slot, 0.0)
+
     # -- the steps of a pass ------------------------------------------------------------------
 
     def _reap_workers(self) -> None:
@@ -239,9 +227,14 @@ class Supervisor:
                 break
             if pid == 0:
                 break
+            code = os.waitstatus_to_exitcode(status)
+            if self._sidecar is not None and self._sidecar.exited(pid, describe_exit(code)):
+                continue
             slot = next((slot for slot in self._slots if slot.pid == pid), None)
             if slot is not None:
-                exited.append((slot, os.waitstatus_to_exitcode(status)))
+                exited.append((slot, code))
+                if self._sidecar is not None:
+                    self._sidecar.server.worker_exited(pid)
         if exited:
             self._read_boot_notices()  # a worker that booted and then died wrote its notice first
         for slot, code in exited:
@@ -261,6 +254,10 @@ class Supervisor:
                 pid,
                 slot.last_exit,
             )
+            self._set(slot, "stopped")
+            return
+        if self._target == STOPPED and not replacing:
+            log.info("worker %s pid %s stopped (connector stopped): %s", slot.worker_id, pid, slot.last_exit)
             self._set(slot, "stopped")
             return
         if replacing:
@@ -443,10 +440,17 @@ class Supervisor:
             if slot.state == "backoff" and slot.next_start_at <= now:
                 self._spawn(slot)
 
+    def _manage_sidecar(self) -> None:
+        if self._sidecar is not None and self._stop_code is None:
+            fds = [self._wakeup_r, self._wakeup_w, self._boot_r, self._boot_w, self._command_r]
+            fds += [slot.heartbeat.fileno() for slot in self._slots if slot.heartbeat is not None]
+            self._sidecar.start_if_due(self._command_w, fds, self._handlers)
+
     def _spawn(self, slot: Slot) -> None:
         heartbeat = HeartbeatFile()
-        control = WorkerControl(slot.worker_id, heartbeat, self._boot_w, self.state_dir)
-        close_in_child = [self._wakeup_r, self._wakeup_w, self._boot_r]
+        control = WorkerControl(slot.worker_id, heartbeat, self._boot_w, self.state_dir, self._pause)
+        close_in_child = [self._wakeup_r, self._wakeup_w, self._boot_r, self._command_r, self._command_w]
+        close_in_child += self._sidecar.server.fds() if self._sidecar is not None else []
         close_in_child += [other.heartbeat.fileno() for other in self._slots if other.heartbeat is not None]
         sys.stdout.flush()
         sys.stderr.flush()
@@ -468,6 +472,8 @@ class Supervisor:
                 os._exit(1)
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         slot.pid, slot.heartbeat, slot.started_at = pid, heartbeat, time.monotonic()
+        slot.respawns += 1 if slot.spawned_at is not None else 0
+        slot.spawned_at = time.time()
         self._set(slot, "starting")
         log.debug("spawned worker %s pid %s", slot.worker_id, pid)
 
@@ -531,6 +537,8 @@ class Supervisor:
         now = time.monotonic()
         state = {
             "name": self.settings.name,
+            "target_state": self._target,
+            "url": self._sidecar.server.url if self._sidecar is not None else None,
             "pid": os.getpid(),
             "started_at": round(self._started_at, 3),
             "stopping": self._stop_code is not None,
@@ -549,12 +557,15 @@ class Supervisor:
                 stale.unlink(missing_ok=True)
         self._wakeup_r, self._wakeup_w = os.pipe()
         self._boot_r, self._boot_w = os.pipe()
-        for fd in (self._wakeup_r, self._wakeup_w, self._boot_r):
+        self._command_r, self._command_w = os.pipe()
+        for fd in (self._wakeup_r, self._wakeup_w, self._boot_r, self._command_r):
             os.set_blocking(fd, False)
         for signum in self._handlers:
             self._old_handlers[signum] = signal.signal(signum, self._on_signal)
 
     def _close(self) -> None:
+        if self._sidecar is not None:
+            self._sidecar.stop()
         for signum, handler in self._old_handlers.items():
             signal.signal(signum, handler)
         for slot in self._live_slots():  # only after an exception: leave no orphans
@@ -567,7 +578,14 @@ class Supervisor:
             self._set(slot, "stopped")
         self._dirty = True
         self._write_state(exit_code=self._stop_code)
-        for fd in (self._wakeup_r, self._wakeup_w, self._boot_r, self._boot_w):
+        for fd in (
+            self._wakeup_r,
+            self._wakeup_w,
+            self._boot_r,
+            self._boot_w,
+            self._command_r,
+            self._command_w,
+        ):
             if fd >= 0:
                 os.close(fd)
 

@@ -7,11 +7,13 @@ paths); the child uses it from `run_child`, which never returns into the supervi
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 import signal
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -65,11 +67,34 @@ class HeartbeatFile:
             self._fd = -1
 
 
+class PauseFlag:
+    """Whether the connector is paused: one byte of memory shared by the supervisor, which sets
+    it, and every worker, which reads it once per poll loop. Made before the first fork, so a
+    respawned worker starts paused too."""
+
+    def __init__(self) -> None:
+        self._memory = mmap.mmap(-1, 1)
+
+    def set(self, paused: bool) -> None:
+        self._memory[0] = 1 if paused else 0
+
+    def __bool__(self) -> bool:
+        return self._memory[0] == 1
+
+
 class WorkerControl:
     """What a worker process uses to talk to its supervisor."""
 
-    def __init__(self, worker_id: int, heartbeat: HeartbeatFile, boot_fd: int, state_dir: Path) -> None:
+    def __init__(
+        self,
+        worker_id: int,
+        heartbeat: HeartbeatFile,
+        boot_fd: int,
+        state_dir: Path,
+        pause: PauseFlag | None = None,
+    ) -> None:
         self.worker_id = worker_id
+        self._pause = pause
         self._heartbeat = heartbeat
         self._boot_fd = boot_fd
         self._state_path = Path(state_dir) / f"worker-{worker_id}.json"
@@ -91,6 +116,16 @@ class WorkerControl:
         slot keeps its static group membership, so its partitions wait for the new process
         instead of moving twice. Any other stop leaves the group at once."""
         return not self._replaced
+
+    @property
+    def state_dir(self) -> Path:
+        """The connector's state folder: the state files, and the metrics in metrics/."""
+        return self._state_path.parent
+
+    @property
+    def paused(self) -> bool:
+        """The connector is paused: write what was read, commit it, then read nothing more."""
+        return bool(self._pause)
 
     @property
     def booted(self) -> bool:
@@ -193,7 +228,7 @@ def run_child(
         log.exception("worker %s crashed", control.worker_id)
         code = 1
         control._exited = True
-        control.record_state(exit_code=code, last_error=repr(exc))
+        control.record_state(exit_code=code, last_error=repr(exc), trace=traceback.format_exc())
     finally:
         try:
             logging.shutdown()

@@ -349,7 +349,8 @@ class ElasticsearchSink(Sink):
             if remaining <= 0:
                 reason = f"not sent: the write took longer than {min(self.write_timeout_s, ATTEMPT_S):.0f}s"
                 failures.extend(
-                    Failure(record, route, RetriableRecordError(reason)) for _, record, route in part
+                    Failure(record, route, RetriableRecordError(reason, "timeout"))
+                    for _, record, route in part
                 )
                 continue
             body = b"".join([action[0] for action in part])
@@ -362,8 +363,10 @@ class ElasticsearchSink(Sink):
                 status = err.meta.status
                 if status == 429 or status >= 500:
                     reason = f"Elasticsearch refused a bulk request for now: HTTP {status} {err.message}"
+                    kind = "429" if status == 429 else "server_error"
                     failures.extend(
-                        Failure(record, route, RetriableRecordError(reason)) for _, record, route in part
+                        Failure(record, route, RetriableRecordError(reason, kind))
+                        for _, record, route in part
                     )
                 elif status != 413:
                     raise SinkUnavailable(
@@ -377,7 +380,8 @@ class ElasticsearchSink(Sink):
                             route,
                             RecordError(
                                 f"record {record.where} is too large for Elasticsearch "
-                                f"({len(body)} bytes; see http.max_content_length)"
+                                f"({len(body)} bytes; see http.max_content_length)",
+                                "too_large",
                             ),
                         )
                     )
@@ -404,7 +408,21 @@ def read_items(part: list[Action], items: list[dict[str, Any]], failures: list[F
         index, doc_id = where_written(action[0], result)
         reason = f"Elasticsearch rejected document {index}/{doc_id}: {describe(error)}"
         kind = RetriableRecordError if retriable_item(status, error) else RecordError
-        failures.append(Failure(action[1], action[2], kind(reason)))
+        failures.append(Failure(action[1], action[2], kind(reason, failure_kind(status, error))))
+
+
+def failure_kind(status: int, error: Any) -> str:
+    """A refused item's kind, for the metrics: 429, version_conflict, mapping, or the error's type."""
+    kind = error.get("type", "") if isinstance(error, dict) else ""
+    if status == 429:
+        return "429"
+    if status == 409 or "version_conflict" in kind:
+        return "version_conflict"
+    if "mapping" in kind or "parsing" in kind or kind == "illegal_argument_exception":
+        return "mapping"
+    if status >= 500:
+        return "server_error"
+    return kind or f"http_{status}"
 
 
 def where_written(line: bytes, result: dict[str, Any]) -> tuple[Any, Any]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+import traceback
 from typing import Any
 
 import orjson
@@ -32,6 +33,7 @@ from sinks.base import Failure
 from tasks.aggregation import Outcome, PartitionState
 from tasks.changelog import StateKey, create_topics, purge_committed, read_changelogs
 from tasks.consumer import GroupMember, StopRequested, instance_id
+from tasks.metrics import Rate, Timings, WorkerMetrics
 from tasks.regroup import Bundler, unbundle
 from tasks.topology import Topology
 
@@ -44,6 +46,7 @@ PURGE_INTERVAL_S = 30.0
 TRANSACTION_TIMEOUT_MS = 10_000  # what a crashed worker's open transaction holds readers back
 LATE_HEADER = "__conductor.aggregate.late"
 LATE_WARNING_S = 60.0
+PAUSED_WAIT_S = 0.5
 
 
 class AggregatorWorker:
@@ -98,7 +101,8 @@ class AggregatorRun:
             "late": 0,
             "late_windows": 0,
             "skipped": 0,
-            "idle_close_deferred": 0,  # idle, but the group was still behind: windows kept open
+            "idle_close_deferred": 0,
+            "commits": 0,  # transactions committed  # idle, but the group was still behind: windows kept open
         }
         self.idle_close_ms = config.aggregate.idle_close_ms
         self.last_record = time.monotonic()
@@ -107,6 +111,10 @@ class AggregatorRun:
         self.state_due = 0.0
         self.last_error: str | None = None
         self.late_warned = -LATE_WARNING_S
+        self.paused = False
+        self.metrics = WorkerMetrics(control.state_dir / "metrics", config.name, worker_id)
+        self.timings = Timings()
+        self.rate = Rate()
 
     # -- life ----------------------------------------------------------------------------------
 
@@ -118,13 +126,18 @@ class AggregatorRun:
             return exitcodes.OK
         except Exception as exc:
             log.error("worker %d could not start: %s: %s", self.worker_id, type(exc).__name__, exc)
-            self.control.record_state(state="boot failed", last_error=f"{type(exc).__name__}: {exc}")
+            self.control.record_state(
+                state="boot failed", last_error=f"{type(exc).__name__}: {exc}", trace=traceback.format_exc()
+            )
             self.close()
             return exitcodes.BOOT_ERROR
         self.control.notify_booted()
         try:
             while not self.control.stop_requested:
                 self.control.heartbeat()
+                if self.control.paused:
+                    self.hold()
+                    continue
                 polled = self.member.poll(POLL_S, self.config.worker.batch_max_records)
                 self.restore()
                 if polled:
@@ -147,11 +160,25 @@ class AggregatorRun:
             return exitcodes.OK
         except TaskFailed as failed:
             self.last_error = failed.reason
-            log.error("worker %d task failed: %s", self.worker_id, failed.reason)
+            trace = "".join(traceback.format_exception(failed.cause or failed))
+            log.error("worker %d task failed: %s\n%s", self.worker_id, failed.reason, trace)
+            self.control.record_state(trace=f"{failed.reason}\n{trace}")
             self.report(force=True, state="failed")
             return exitcodes.TASK_FAILED
         finally:
             self.close()
+
+    def hold(self) -> None:
+        """The connector is paused: every batch is already committed in its transaction, so the
+        worker only keeps its partitions and reads nothing until resumed or stopped."""
+        self.paused = True
+        self.report(force=True)
+        log.info("worker %d paused", self.worker_id)
+        while self.control.paused:
+            self.member.wait(PAUSED_WAIT_S)
+        self.paused = False
+        log.info("worker %d resumed", self.worker_id)
+        self.report(force=True)
 
     def boot(self) -> None:
         """Internal and output topics, the transactional producer, then the group."""
@@ -237,7 +264,10 @@ class AggregatorRun:
                     {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()},
                     self.member.consumer.group_metadata(),
                 )
+            committing = time.monotonic()
             producer.commit_transaction()
+            self.timings.commit(committing)
+            self.counts["commits"] += 1
         except KafkaError as error:
             self.start_over(error)
             return
@@ -457,8 +487,12 @@ class AggregatorRun:
         if not force and now < self.state_due:
             return
         self.state_due = now + STATE_INTERVAL_S
+        counts = {**self.counts, "commits_refused": self.member.refused_commits}
+        self.metrics.update(counts, self.timings)
         self.control.record_state(
-            state=state,
+            state="paused" if self.paused and state == "running" else state,
+            output_topics=sorted({plan.statement.output_topic for plan in self.topology.plans}),
+            records_per_s=self.rate.per_second(now, self.counts["read"]),
             partitions=self.member.partitions(),
             group=self.member.membership(),
             transactional_id=self.transactional_id,

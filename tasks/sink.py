@@ -30,6 +30,7 @@ from policies.deadletter import DeadLetterTopic
 from sinks.base import Failure, Sink
 from tasks.batch import PendingBatch, TopicPartitionKey
 from tasks.consumer import GroupMember
+from tasks.metrics import Timings
 from tasks.outage import Outage
 
 log = logging.getLogger("conductor.worker")
@@ -63,8 +64,22 @@ class SinkTask:
         self.linger_s = config.worker.linger_ms / 1000
         self.pending = PendingBatch()
         self.in_flight: PendingBatch | None = None  # the batch being written, retried or committed
-        self.counts = {"written": 0, "skipped": 0, "dead_lettered": 0, "batches": 0}
+        self.counts = {
+            "read": 0,
+            "written": 0,
+            "skipped": 0,
+            "dead_lettered": 0,
+            "batches": 0,
+            "commits": 0,
+            "failures": 0,  # refusals, each try of each record (Kafka Connect's total-record-failures)
+            "errors": 0,  # records that failed for good
+            "retries": 0,
+            "errors_logged": 0,
+        }
+        self.failure_kinds: dict[str, int] = {}
+        self.timings = Timings()
         self.last_error: str | None = None
+        self.last_error_at: float | None = None
         self.store = Outage(self.worker_id, sink.where)
 
     # -- poll, decode, route -------------------------------------------------------------------
@@ -100,6 +115,7 @@ class SinkTask:
                 for route in topic_routes:
                     writes.append((record, route))
             pending.note((tp.topic, tp.partition), messages[-1].offset, len(messages), size)
+            self.counts["read"] += len(messages)
 
     def flush_due(self) -> bool:
         pending = self.pending
@@ -126,12 +142,16 @@ class SinkTask:
         self.in_flight = batch
         try:
             refused = self.write(batch)
+            self.timings.write(started)
             failed = [
                 f for f in batch.failures + refused if batch.owned((f.record.topic, f.record.partition))
             ]
             if failed:
                 self.settle(failed, batch)
-            self.member.commit(batch.offsets_to_commit())
+            committing = time.monotonic()
+            if self.member.commit(batch.offsets_to_commit()):
+                self.counts["commits"] += 1
+                self.timings.commit(committing)
         finally:
             self.in_flight = None
         self.counts["batches"] += 1
@@ -164,10 +184,13 @@ class SinkTask:
                 continue
             self.store.ended()
             self.counts["written"] += len(writes) - len(failed)
+            if failed:
+                self.count_failures(failed)
             retriable = [f for f in failed if f.retriable]
             refused += [f for f in failed if not f.retriable]
             if not retriable:
                 break
+            self.counts["retries"] += 1
             if time.monotonic() < give_up_at:
                 log.debug(
                     "worker %d: %s; writing them again in %.1fs", self.worker_id, describe(retriable), pause
@@ -195,10 +218,14 @@ class SinkTask:
         """Records that failed for good: the task fails, or they are skipped (to the dead-letter
         topic when there is one), as errors.tolerance and the policy say."""
         self.last_error = describe(failed)
+        self.last_error_at = time.time()
+        self.counts["errors"] += len(failed)
         if self.errors.log_enable:
             for failure in failed:
                 self.log_error(failure)
         undecoded = [f for f in failed if f.route is None]
+        if undecoded:
+            self.count_failures(undecoded)
         refused = [f for f in failed if f.route is not None]
         if undecoded and self.errors.tolerance == "none":
             self.fail(
@@ -222,6 +249,15 @@ class SinkTask:
             if given
         )
         log.warning("worker %d: skipped (%s) %s", self.worker_id, why, describe(failed))
+
+    def count_failures(self, failed: list[Failure]) -> None:
+        """By kind, for the metrics: 'decode' for a record that could not be read, else the
+        store's own kind (429, mapping, version_conflict, ...)."""
+        self.counts["failures"] += len(failed)
+        kinds = self.failure_kinds
+        for failure in failed:
+            kind = "decode" if failure.route is None else failure.error.kind
+            kinds[kind] = kinds.get(kind, 0) + 1
 
     def fail(self, batch: PendingBatch, failed: list[Failure], error: TaskFailed) -> None:
         """The task stops: commit everything before the first failed record, then raise."""
@@ -251,6 +287,7 @@ class SinkTask:
                 f", where consumed record is {{topic='{record.topic}', partition={record.partition}, "
                 f"offset={record.offset}, timestamp={record.timestamp}}}"
             )
+        self.counts["errors_logged"] += 1
         log.error(
             "Error encountered in task %s-%d. Executing stage '%s' (%s)%s: %s",
             self.config.name,
@@ -264,4 +301,9 @@ class SinkTask:
     # -- state ---------------------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
-        return {**self.counts, "last_error": self.last_error}
+        return {
+            **self.counts,
+            "failure_kinds": dict(self.failure_kinds),
+            "last_error": self.last_error,
+            "last_error_at": self.last_error_at,
+        }

@@ -21,6 +21,7 @@ from conductor.workercontrol import WorkerControl
 from policies.deadletter import DeadLetterTopic
 from sinks.base import Sink
 from tasks.consumer import GroupMember, StopRequested, instance_id
+from tasks.metrics import Rate, WorkerMetrics
 from tasks.outage import Outage
 from tasks.sink import SinkTask
 
@@ -28,6 +29,7 @@ log = logging.getLogger("conductor.worker")
 
 STATE_INTERVAL_S = 2.0
 PROGRESS_INTERVAL_S = 60.0
+PAUSED_WAIT_S = 0.5
 
 
 class SinkWorker:
@@ -62,14 +64,23 @@ class SinkWorker:
         if config.errors.dead_letter is not None:
             dead_letter = DeadLetterTopic(config.errors.dead_letter, config.kafka, config.name, worker_id)
         task = SinkTask(config, self.routes, self.sink, member, dead_letter)
-        return WorkerRun(control, member, task)
+        metrics = WorkerMetrics(control.state_dir / "metrics", config.name, worker_id)
+        return WorkerRun(control, member, task, metrics)
 
 
 class WorkerRun:
     """The loop of one worker: poll, flush when due, report state, until stopped."""
 
-    def __init__(self, control: WorkerControl, member: GroupMember, task: SinkTask) -> None:
+    def __init__(
+        self,
+        control: WorkerControl,
+        member: GroupMember,
+        task: SinkTask,
+        metrics: WorkerMetrics | None = None,
+    ) -> None:
         self.control = control
+        self.metrics = metrics
+        self.rate = Rate()
         self.member = member
         self.task = task
         self.worker_id = control.worker_id
@@ -77,6 +88,7 @@ class WorkerRun:
         self.started = time.monotonic()
         self.progress_due = self.started + PROGRESS_INTERVAL_S
         self.progress_written = 0
+        self.paused = False
         member.while_waiting = self.report
 
     def run(self) -> int:
@@ -90,7 +102,7 @@ class WorkerRun:
                 "; ".join(exc.problems) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
             )
             log.error("worker %d could not start: %s", self.worker_id, reason)
-            self.control.record_state(state="boot failed", last_error=reason)
+            self.control.record_state(state="boot failed", last_error=reason, trace=traceback.format_exc())
             self.close()
             return exitcodes.BOOT_ERROR
         self.control.notify_booted()
@@ -104,6 +116,9 @@ class WorkerRun:
             task, control = self.task, self.control
             while not control.stop_requested:
                 control.heartbeat()
+                if control.paused:
+                    self.hold()
+                    continue
                 task.poll_once()
                 if task.flush_due():
                     task.flush()
@@ -122,16 +137,27 @@ class WorkerRun:
             return exitcodes.OK
         except TaskFailed as failed:
             self.task.last_error = failed.reason
-            log.error(
-                "worker %d task failed: %s\n%s",
-                self.worker_id,
-                failed.reason,
-                "".join(traceback.format_exception(failed.cause or failed)),
-            )
+            trace = "".join(traceback.format_exception(failed.cause or failed))
+            log.error("worker %d task failed: %s\n%s", self.worker_id, failed.reason, trace)
+            self.control.record_state(trace=f"{failed.reason}\n{trace}")
             self.report(force=True, state="failed")
             return exitcodes.TASK_FAILED
         finally:
             self.close()
+
+    def hold(self) -> None:
+        """The connector is paused: what was read is written and committed first; then the
+        worker keeps its partitions and reads nothing (waits poll paused partitions, so it
+        stays in its group) until it is resumed or stopped."""
+        self.task.flush()
+        self.paused = True
+        self.report(force=True)
+        log.info("worker %d paused", self.worker_id)
+        while self.control.paused:
+            self.member.wait(PAUSED_WAIT_S)
+        self.paused = False
+        log.info("worker %d resumed", self.worker_id)
+        self.report(force=True)
 
     def boot(self) -> None:
         """The store, the dead-letter topic, then the group; each waited for while it cannot answer."""
@@ -166,17 +192,23 @@ class WorkerRun:
         self.state_due = now + STATE_INTERVAL_S
         member, task = self.member, self.task
         partitions = member.partitions()
+        counts = task.state()
+        counts["records_lost"] = sum(member.losses.lost.values())
+        counts["commits_refused"] = member.refused_commits
+        if self.metrics is not None:
+            self.metrics.update(counts, task.timings)
         waiting = task.store.state() or member.kafka.state()
+        if state == "running" and (waiting or self.paused):
+            state = "paused" if self.paused else "waiting"
         self.control.record_state(
-            state="waiting" if waiting and state == "running" else state,
+            state=state,
             partitions=partitions,
             group=member.membership(),
             instance_id=member.instance_id,
-            records_lost=sum(member.losses.lost.values()),
             lost={f"{topic}-{partition}": count for (topic, partition), count in member.losses.lost.items()},
-            commits_refused=member.refused_commits,
             rejoins=member.rejoins,
-            **task.state(),
+            records_per_s=self.rate.per_second(now, task.counts["read"]),
+            **counts,
             waiting_for=waiting,
         )
         if member.config.worker.progress and now >= self.progress_due:

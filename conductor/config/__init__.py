@@ -20,6 +20,7 @@ from conductor.config.settings import (
     ElasticsearchSettings,
     ErrorSettings,
     KafkaSettings,
+    RestSettings,
     WorkerSettings,
 )
 
@@ -32,6 +33,7 @@ __all__ = [
     "ElasticsearchSettings",
     "ErrorSettings",
     "KafkaSettings",
+    "RestSettings",
     "Secret",
     "TlsSettings",
     "WorkerSettings",

@@ -24,6 +24,8 @@ CONNECTOR_KEYS = (
     "topics.regex",
     "connect.progress.enabled",
 )
+# Kafka Connect's worker keys for its REST listener: conductor's API, page and metrics.
+REST_KEYS = ("listeners", "rest.advertised.host.name", "rest.advertised.port")
 CONVERTER_KEYS = (
     "key.converter", "value.converter", "key.converter.schemas.enable", "value.converter.schemas.enable",
 )  # fmt: skip
@@ -112,6 +114,7 @@ REFUSED: dict[str, str] = {
 
 KNOWN_KEYS = frozenset(
     CONNECTOR_KEYS
+    + REST_KEYS
     + CONVERTER_KEYS
     + ERROR_KEYS
     + KAFKA_KEYS

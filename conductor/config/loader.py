@@ -24,6 +24,7 @@ from conductor.config.sections import (
     elastic_settings,
     error_settings,
     kafka_settings,
+    rest_settings,
     worker_settings,
 )
 from conductor.config.settings import ConnectorConfig
@@ -122,6 +123,7 @@ def _build(r: Reader, environ: Mapping[str, str]) -> dict[str, Any]:
     s.put("elastic", (), elastic)
     s.put("cassandra", (), cassandra_settings(r) if sink == "cassandra" else None)
     s.put("worker", (), worker_settings(r, elastic))
+    s.put("rest", (), rest_settings(r))
     if sink:
         _other_store(r, sink)
     return s.kwargs()

@@ -22,6 +22,7 @@ from conductor.config.settings import (
     ElasticsearchSettings,
     ErrorSettings,
     KafkaSettings,
+    RestSettings,
     WorkerSettings,
 )
 from conductor.config.values import Keys, Reader, Section
@@ -469,3 +470,27 @@ def aggregate_settings(r: Reader) -> AggregateSettings:
     s.put("sql", w + "aggregate.sql", sql or "")
     s.integer("idle_close_ms", w + "aggregate.idle.close.ms", default=60_000, minimum=0)
     return AggregateSettings(**s.kwargs())
+
+
+LISTENER = re.compile(r"(?i)(https?)://(\[[^\]]*\]|[^:/\s]*):(\d{1,5})/?")
+
+
+def rest_settings(r: Reader) -> RestSettings:
+    """Kafka Connect's `listeners` (one http listener here), and the advertised host and port
+    that make up each task's worker_id."""
+    s = Section(r)
+    text = r.string("listeners", default="http://127.0.0.1:8083") or ""
+    listeners = [part.strip() for part in text.split(",") if part.strip()]
+    match = LISTENER.fullmatch(listeners[0]) if len(listeners) == 1 else None
+    if match is None or int(match[3]) > 65535:
+        r.problem("listeners", text, "one listener such as http://127.0.0.1:8083 (port 0: any free port)")
+        s.put("host", "listeners", "127.0.0.1")
+        s.put("port", "listeners", 8083)
+    elif match[1].lower() == "https":
+        r.problems.append(f"listeners: {text!r}: conductor serves plain http only; use http://host:port")
+    else:
+        s.put("host", "listeners", match[2].strip("[]") or "0.0.0.0")
+        s.put("port", "listeners", int(match[3]))
+    s.string("advertised_host", "rest.advertised.host.name")
+    s.integer("advertised_port", "rest.advertised.port", minimum=1, maximum=65535)
+    return RestSettings(**s.kwargs())

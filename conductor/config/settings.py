@@ -268,6 +268,17 @@ class WorkerSettings(Masked):
 
 
 @dataclass(frozen=True, repr=False)
+class RestSettings(Masked):
+    """Where conductor serves Kafka Connect's REST API, its page and its metrics (`listeners`)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8083  # 0: a free port, named in the supervisor's state
+    advertised_host: str | None = None  # rest.advertised.host.name: the host in worker_id
+    advertised_port: int | None = None
+    masked: frozenset[str] = masked_field()
+
+
+@dataclass(frozen=True, repr=False)
 class ConnectorConfig(Masked):
     """One connector config, validated.
 
@@ -292,6 +303,7 @@ class ConnectorConfig(Masked):
     elastic: ElasticsearchSettings | None
     cassandra: CassandraSettings | None
     worker: WorkerSettings
+    rest: RestSettings
     aggregate: AggregateSettings | None
     raw: Mapping[str, str | Secret] = field(repr=False)
     defaults: Mapping[str, str] = field(repr=False)

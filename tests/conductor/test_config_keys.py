@@ -144,6 +144,9 @@ SAMPLES: dict[str, tuple[str, Mapping[str, str | None]]] = {
     "header.converter": ("org.apache.kafka.connect.storage.SimpleHeaderConverter", {}),
     # Converters are read to refuse what conductor cannot decode as Kafka Connect would.
     "key.converter": ("io.confluent.connect.avro.AvroConverter", {}),
+    "listeners": ("http://0.0.0.0:8090", {}),
+    "rest.advertised.host.name": ("conductor-1.example", {}),
+    "rest.advertised.port": ("18083", {}),
     "key.converter.schemas.enable": ("true", {}),
     "name": ("other", {}),
     "predicates": ("isFoo", {}),

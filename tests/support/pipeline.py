@@ -153,6 +153,7 @@ def _write_properties(
         "conductor.linger.ms": 200,
         "conductor.worker.heartbeat.timeout.s": 30,
         "conductor.restart.backoff.initial.s": 0.5,
+        "listeners": "http://127.0.0.1:0",  # a free port each: tests run several conductors at once
         **{key.replace("__", "."): value for key, value in settings.items()},
     }
     path = directory / f"{name}.properties"

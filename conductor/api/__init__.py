@@ -1,0 +1,82 @@
+"""conductor's REST server: Kafka Connect's REST API, the status page and Prometheus metrics,
+for one connector, served by a process beside its workers (conductor/sidecar.py).
+
+`ApiServer` is made and bound in `conductor start` before the supervisor runs, so a port in
+use stops the start with a clear message; the supervisor then forks it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from conductor.api import http, metrics
+from conductor.api.connect import ConnectResources, worker_id
+from conductor.api.offsets import OffsetStore
+from conductor.api.page import StatusPage
+from conductor.api.view import read_view
+from conductor.commands import Command, send
+from conductor.config import ConnectorConfig
+
+
+class ApiServer:
+    """The sidecar's server (conductor.sidecar.Server)."""
+
+    def __init__(self, config: ConnectorConfig, state_dir: Path) -> None:
+        self.config = config
+        self.state_dir = Path(state_dir)
+        self.metrics_dir = self.state_dir / "metrics"
+        rest = config.rest
+        self.socket = http.bind(rest.host, rest.port)
+        port = self.socket.getsockname()[1]  # the one taken, when listeners asked for port 0
+        shown_host = "127.0.0.1" if rest.host == "0.0.0.0" else rest.host
+        self.url = f"http://{shown_host}:{port}"
+        self.worker_id = worker_id(rest.host, port, rest.advertised_host, rest.advertised_port)
+        metrics.prepare(self.metrics_dir)
+
+    def fds(self) -> list[int]:
+        return [self.socket.fileno()]
+
+    def worker_exited(self, pid: int) -> None:
+        metrics.forget(self.metrics_dir, pid)
+
+    def serve(self, command_fd: int, supervisor_pid: int) -> int:
+        config = self.config
+
+        def view():
+            return read_view(self.state_dir, config.name)
+
+        def command(order: Command) -> None:
+            send(command_fd, order)
+
+        router = http.Router()
+        offsets = OffsetStore(config.kafka, config.group_id)
+        ConnectResources(config, self.state_dir, self.worker_id, command, offsets).register(router)
+        kind = "aggregator" if config.aggregate is not None else config.sink
+        StatusPage(kind, self.worker_id, view).register(router)
+        router.add(
+            "GET", "/metrics", metrics.Metrics(self.metrics_dir, config.connector_class or kind, view).handle
+        )
+        return http.serve(self.socket, router, supervisor_pid)
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+def state_url(state_dir: Path) -> str | None:
+    """The URL a running conductor serves, from its supervisor's state."""
+    from conductor.status import read_state
+
+    state = read_state(Path(state_dir) / "supervisor.json") or {}
+    url = state.get("url")
+    return url if isinstance(url, str) and state.get("pid") and _alive(state["pid"]) else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
