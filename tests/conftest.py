@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ LAUNCHER = COMPOSE / "local"
 
 sys.path.insert(0, str(COMPOSE))
 import probes  # noqa: E402
+from support.pipeline import Conductor  # noqa: E402
 from support.scripted_es import scripted  # noqa: E402, F401 - a fixture, for the tests that need a 429
 
 
@@ -126,3 +128,24 @@ def elasticsearch(servers: Servers) -> str:
 def cassandra(servers: Servers) -> tuple[tuple[str, ...], int]:
     """Cassandra's contact points and native port."""
     return servers.cassandra_hosts, servers.cassandra_port
+
+
+@pytest.fixture
+def conductors(tmp_path: Path):
+    """Start conductor processes; any still running at the end is killed (its group too)."""
+    started: list[Conductor] = []
+
+    def start(config: Path, workers: int = 3, label: str = "a") -> Conductor:
+        conductor = Conductor(config, tmp_path / f"state-{label}", workers).start()
+        started.append(conductor)
+        return conductor
+
+    yield start
+    for conductor in started:
+        if conductor.process and conductor.process.poll() is None:
+            conductor.process.send_signal(signal.SIGINT)
+            conductor.process.send_signal(signal.SIGINT)
+            try:
+                conductor.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                conductor.process.kill()

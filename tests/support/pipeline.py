@@ -225,6 +225,10 @@ class Conductor:
             return json.loads(path.read_text())
         return {}
 
+    def url(self, timeout: float = 60) -> str:
+        """Where its REST server answers (the supervisor's state names the port it took)."""
+        return wait_for(lambda: self.supervisor_state().get("url"), timeout, "the REST server's URL")
+
     def worker_pids(self) -> list[int]:
         return [w["pid"] for w in self.supervisor_state().get("workers", []) if w.get("pid")]
 
