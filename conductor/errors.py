@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import traceback
+
 
 class ConductorError(Exception):
     """Base class for every error conductor raises on purpose."""
@@ -59,3 +61,10 @@ class TaskFailed(ConductorError):
         self.reason = reason
         self.cause = cause
         super().__init__(reason)
+
+    def trace(self) -> str:
+        """Where the task failed, then what caused it, as Kafka Connect's task trace shows them."""
+        text = "".join(traceback.format_exception(self))
+        if self.cause is not None and self.cause is not self:
+            text += "Caused by: " + "".join(traceback.format_exception(self.cause))
+        return text
