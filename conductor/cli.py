@@ -23,11 +23,19 @@ log = logging.getLogger("conductor.config")
     show_default=True,
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
 )
-def main(log_level: str) -> None:
+@click.option(
+    "--log-format",
+    envvar="CONDUCTOR_LOG_FORMAT",
+    default="text",
+    show_default=True,
+    type=click.Choice(["text", "json"], case_sensitive=False),
+    help="json: one JSON object per line, for log shippers (env CONDUCTOR_LOG_FORMAT).",
+)
+def main(log_level: str, log_format: str) -> None:
     """Kafka to Elasticsearch and Cassandra, routed by KCQL."""
     from conductor.logs import configure
 
-    configure(log_level)
+    configure(log_level, log_format)
 
 
 def _load(config_path: str, bootstrap_servers: str | None):
@@ -123,6 +131,41 @@ def start(config_path: str, bootstrap_servers: str | None, workers: int | None) 
     log.info("%s: REST API, page and metrics at %s (/ui, /metrics)", config.name, server.url)
     supervisor = Supervisor(settings, connector.worker(), server)
     sys.exit(supervisor.run())
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_path",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="The running connector's config: its state names the URL, else its listeners do.",
+)
+@click.option("--url", default=None, help="The conductor's REST URL, such as http://127.0.0.1:8083.")
+@click.option("--json", "as_json", is_flag=True, help="Print the state as JSON (GET /conductor/state).")
+@click.option("--trace", is_flag=True, help="Print failed tasks' whole traces, not their first lines.")
+@click.option("--timeout", default=5.0, show_default=True, type=click.FloatRange(min=0.1), help="Seconds.")
+def status(config_path: str | None, url: str | None, as_json: bool, trace: bool, timeout: float) -> None:
+    """Show a running connector: its tasks, their partitions and lag, and their last errors."""
+    import orjson
+
+    from conductor import statusview
+
+    if (config_path is None) == (url is None):
+        raise click.UsageError("give either --config or --url")
+    try:
+        target = statusview.given(url) if url else statusview.locate(config_path)
+        state = statusview.fetch(target, timeout)
+    except ConfigError as error:
+        click.echo(str(error), err=True)
+        sys.exit(exitcodes.CONFIG_ERROR)
+    except statusview.Unreachable as error:
+        click.echo(f"conductor status: {error}", err=True)
+        sys.exit(exitcodes.FAILED)
+    if as_json:
+        click.echo(orjson.dumps(state, option=orjson.OPT_INDENT_2).decode())
+    else:
+        click.echo(statusview.render(state, trace=trace))
 
 
 @main.command("produce-readings")

@@ -7,14 +7,20 @@ that took over 0.1 s (a busy machine), a group leader without a new topic's meta
 Elasticsearch client marks a node dead and alive again at WARNING, which the worker's own
 outage lines already say. They are shown at DEBUG; everything else a library logs at WARNING or
 above stays as it is.
+
+`--log-format json` writes one JSON object per line instead, for log shippers.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import time
+
+import orjson
 
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
+FORMATS = ("text", "json")
 
 NOISE = (
     ("elastic_transport.node_pool", ""),  # a node marked dead or alive: the worker's own line says so
@@ -54,10 +60,40 @@ class LibraryNoise(logging.Filter):
         return True
 
 
-def configure(level_name: str) -> None:
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time (UTC, ms), level, logger, pid, message, and exception
+    (the formatted traceback) when the record has one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        created = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        entry = {
+            "time": f"{created}.{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "pid": record.process,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        try:
+            return orjson.dumps(entry).decode()
+        except orjson.JSONEncodeError:  # a lone surrogate, from bytes decoded with surrogateescape
+            return orjson.dumps({key: _utf8(value) for key, value in entry.items()}).decode()
+
+
+def _utf8(value: object) -> object:
+    return value.encode(errors="replace").decode() if isinstance(value, str) else value
+
+
+def configure(level_name: str, log_format: str = "text") -> None:
+    """Log to stderr at `level_name`, as text lines or (`log_format` "json") JSON lines."""
     level = logging.getLevelName(level_name.upper())
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(LOG_FORMAT))
     handler.addFilter(LibraryNoise(level))
     logging.basicConfig(level=level, handlers=[handler])
     # The clients' INFO lines are their own chatter; their warnings and errors still show.
