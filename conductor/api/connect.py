@@ -116,7 +116,7 @@ class ConnectResources:
             200,
             [
                 {"id": {"connector": self.name, "task": task.id}, "config": task_config}
-                for task in self.listed_tasks(self.view())
+                for task in self.view().listed_tasks
             ],
         )
 
@@ -216,7 +216,7 @@ class ConnectResources:
         return {
             "name": self.name,
             "connector": {"state": view.state, "worker_id": self.worker_id},
-            "tasks": [task.status(self.worker_id) for task in self.listed_tasks(view)],
+            "tasks": [task.status(self.worker_id) for task in view.listed_tasks],
             "type": self.type,
         }
 
@@ -224,13 +224,9 @@ class ConnectResources:
         return {
             "name": self.name,
             "config": self.masked_config(),
-            "tasks": [{"connector": self.name, "task": t.id} for t in self.listed_tasks(self.view())],
+            "tasks": [{"connector": self.name, "task": t.id} for t in self.view().listed_tasks],
             "type": self.type,
         }
-
-    def listed_tasks(self, view: ConnectorView) -> tuple[TaskView, ...]:
-        """A stopped connector has no tasks, as in Kafka Connect."""
-        return () if view.target_state == STOPPED else view.tasks
 
     def masked_config(self) -> dict[str, str]:
         """The config as given; secrets and anything read from a reference show as [hidden]."""

@@ -81,7 +81,7 @@ class _StateCollector:
             info.add_metric((name, value), 1)
             yield info
 
-        tasks = view.tasks
+        tasks = view.listed_tasks
         yield _single("kafka_connect_worker_connector_count", "Connectors in this conductor", 1)
         yield _single("kafka_connect_worker_task_count", "Tasks (workers) in this conductor", len(tasks))
         for state in STATES:

@@ -56,6 +56,11 @@ class ConnectorView:
             return FAILED
         return RUNNING
 
+    @property
+    def listed_tasks(self) -> tuple[TaskView, ...]:
+        """The tasks Kafka Connect would show: none while the connector is stopped."""
+        return () if self.target_state == STOPPED else self.tasks
+
     def task(self, task_id: int) -> TaskView | None:
         return next((task for task in self.tasks if task.id == task_id), None)
 
