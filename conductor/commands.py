@@ -48,3 +48,17 @@ class Command:
 def send(fd: int, command: Command) -> None:
     """Write one command; a line under PIPE_BUF is written whole, whoever else writes."""
     os.write(fd, command.encode())
+
+
+def read_available(fd: int) -> bytes:
+    """Everything a non-blocking pipe holds now."""
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except (BlockingIOError, InterruptedError):
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)

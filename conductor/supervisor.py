@@ -23,10 +23,11 @@ from typing import Any
 import psutil
 
 from conductor import exitcodes
-from conductor.commands import PAUSED, RUNNING, STOPPED, Command
+from conductor.commands import RUNNING, STOPPED, Command, read_available
 from conductor.sidecar import Server, Sidecar
 from conductor.slots import Slot, SupervisorSettings, describe_exit
 from conductor.status import read_state, state_dir_for, write_state
+from conductor.steering import Steering
 from conductor.workercontrol import REPLACE_SIGNAL, HeartbeatFile, PauseFlag, WorkerControl, run_child
 
 log = logging.getLogger("conductor.supervisor")
@@ -41,7 +42,7 @@ WORKER_FILE = re.compile(r"worker-\d+\.json")
 IDLE_CHECK_INTERVAL_S = 5.0
 
 
-class Supervisor:
+class Supervisor(Steering):
     def __init__(
         self, settings: SupervisorSettings, worker_main: WorkerMain, server: Server | None = None
     ) -> None:
@@ -124,7 +125,7 @@ class Supervisor:
         readable = [self._wakeup_r, self._boot_r, self._command_r]
         ready, _, _ = select.select(readable, [], [], max(timeout, 0.01))
         if self._wakeup_r in ready:
-            _drain(self._wakeup_r)
+            read_available(self._wakeup_r)
 
     def _on_signal(self, signum: int, frame: object) -> None:
         self._signals.append(signum)
@@ -147,74 +148,6 @@ class Supervisor:
 
     def _handle_child(self, signum: int) -> None:
         """Nothing to do: the wakeup alone makes this pass reap."""
-
-    # -- commands from the REST API (run from the loop, like the signal handlers) ---------------
-
-    def _dispatch_commands(self) -> None:
-        if self._command_r < 0:
-            return
-        self._command_buffer += _drain(self._command_r)
-        *lines, self._command_buffer = self._command_buffer.split(b"\n")
-        for line in lines:
-            try:
-                command = Command.decode(line)
-            except ValueError as error:
-                log.warning("ignoring a malformed command %r: %s", line[:200], error)
-                continue
-            if self._stop_code is None:
-                self._commands[command.action](command)
-                self._dirty = True
-
-    def _command_pause(self, command: Command) -> None:
-        if self._target == RUNNING:
-            log.info("pausing the connector: the workers write what they read, commit it, then read nothing")
-            self._target = PAUSED
-            self._pause.set(True)
-
-    def _command_resume(self, command: Command) -> None:
-        if self._target == STOPPED:
-            log.info("resuming the stopped connector: starting its workers")
-            for slot in self._slots:
-                if slot.state == "stopped":
-                    slot.restarts = 0
-                    self._schedule(slot, 0.0)
-        elif self._target == PAUSED:
-            log.info("resuming the connector")
-        self._target = RUNNING
-        self._pause.set(False)
-
-    def _command_stop(self, command: Command) -> None:
-        if self._target == STOPPED:
-            return
-        log.info("stopping the connector: its workers drain, commit and leave the group; this process stays")
-        self._target = STOPPED
-        self._pause.set(False)
-        for slot in self._slots:
-            if slot.alive:
-                slot.replacing = None
-                self._kill(slot, signal.SIGTERM)
-                slot.kill_at = time.monotonic() + self.settings.drain_timeout_s + STOP_MARGIN_S
-            else:
-                self._set(slot, "stopped")
-
-    def _command_restart(self, command: Command) -> None:
-        """Kafka Connect's restart of tasks: a running worker drains and is replaced at once; a
-        failed, waiting or stopped one starts now with its restart count reset."""
-        chosen = range(len(self._slots)) if command.tasks is None else command.tasks
-        for worker_id in chosen:
-            if not 0 <= worker_id < len(self._slots):
-                continue
-            slot = self._slots[worker_id]
-            if command.only_failed and slot.state != "failed":
-                continue
-            slot.restarts = 0
-            if slot.alive:
-                if slot.kill_at is None:
-                    log.info("restarting worker %s pid %s on request", slot.worker_id, slot.pid)
-                    self._replace(slot, signal.SIGTERM, "on request")
-            elif self._target != STOPPED:
-                log.info("starting worker %s on request", slot.worker_id)
-                self._schedule(slot, 0.0)
 
     # -- the steps of a pass ------------------------------------------------------------------
 
@@ -317,7 +250,7 @@ class Supervisor:
         self._schedule(slot, delay)
 
     def _read_boot_notices(self) -> None:
-        self._boot_buffer += _drain(self._boot_r)
+        self._boot_buffer += read_available(self._boot_r)
         *lines, self._boot_buffer = self._boot_buffer.split(b"\n")
         for line in lines:
             try:
@@ -428,8 +361,12 @@ class Supervisor:
 
     def _replace(self, slot: Slot, signum: int, why: str) -> None:
         """Ask the worker to drain and stop, respawn it at once, SIGKILL it if it lingers."""
-        self._kill(slot, signum)
+        self._ask_to_stop(slot, signum)
         slot.replacing = why
+
+    def _ask_to_stop(self, slot: Slot, signum: int) -> None:
+        """`signum` (it drains and stops), then SIGKILL if it is still alive after the drain timeout."""
+        self._kill(slot, signum)
         slot.kill_at = time.monotonic() + self.settings.drain_timeout_s + STOP_MARGIN_S
 
     def _manage_workers(self) -> None:
@@ -588,16 +525,3 @@ class Supervisor:
         ):
             if fd >= 0:
                 os.close(fd)
-
-
-def _drain(fd: int) -> bytes:
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(fd, 65536)
-        except (BlockingIOError, InterruptedError):
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    return b"".join(chunks)
