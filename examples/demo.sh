@@ -82,4 +82,12 @@ checker=$!
 status=0
 wait "$checker" || status=$?
 checker=
+# Each job as its REST API sees it (Kafka Connect's /status), as a table; every task RUNNING.
+if [ "$status" -eq 0 ]; then
+  for port in 8083 8084 8085; do
+    "$BIN/conductor" status --url "http://127.0.0.1:$port" || status=1
+    curl -fsS "http://127.0.0.1:$port/metrics" >/dev/null || { echo "demo: no metrics on port $port"; status=1; }
+  done
+  echo "demo: each job's page was at http://127.0.0.1:8083/ui, :8084/ui and :8085/ui"
+fi
 exit "$status"
