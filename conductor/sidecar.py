@@ -44,9 +44,10 @@ class Sidecar:
         self.start_at = 0.0  # monotonic: when to (re)start it
         self.stopped = False
 
-    def start_if_due(self, command_fd: int, close_in_child: Iterable[int], signals: Iterable[int]) -> None:
+    def start_if_due(self, command_fd: int, close_in_child: Iterable[int], signals: Iterable[int]) -> bool:
+        """Fork the server unless it runs (or waits to be started again); True if it was forked."""
         if self.pid is not None or self.stopped or time.monotonic() < self.start_at:
-            return
+            return False
         supervisor_pid = os.getpid()
         sys.stdout.flush()
         sys.stderr.flush()
@@ -57,7 +58,7 @@ class Sidecar:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             log.error("could not fork the REST server: %s; trying again in %.0fs", exc, RESPAWN_DELAY_S)
             self.start_at = time.monotonic() + RESPAWN_DELAY_S
-            return
+            return False
         if pid == 0:
             code = 1
             try:
@@ -78,6 +79,7 @@ class Sidecar:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         self.pid = pid
         log.debug("REST server pid %s serving %s", pid, self.server.url)
+        return True
 
     def exited(self, pid: int, how: str) -> bool:
         """True if `pid` was the sidecar: it is started again unless stopping."""

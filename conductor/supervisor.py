@@ -381,7 +381,8 @@ class Supervisor(Steering):
         if self._sidecar is not None and self._stop_code is None:
             fds = [self._wakeup_r, self._wakeup_w, self._boot_r, self._boot_w, self._command_r]
             fds += [slot.heartbeat.fileno() for slot in self._slots if slot.heartbeat is not None]
-            self._sidecar.start_if_due(self._command_w, fds, self._handlers)
+            if self._sidecar.start_if_due(self._command_w, fds, self._handlers):
+                self._dirty = True
 
     def _spawn(self, slot: Slot) -> None:
         heartbeat = HeartbeatFile()
@@ -476,6 +477,7 @@ class Supervisor(Steering):
             "name": self.settings.name,
             "target_state": self._target,
             "url": self._sidecar.server.url if self._sidecar is not None else None,
+            "rest_pid": self._sidecar.pid if self._sidecar is not None else None,
             "pid": os.getpid(),
             "started_at": round(self._started_at, 3),
             "stopping": self._stop_code is not None,

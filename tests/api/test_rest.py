@@ -207,6 +207,15 @@ def test_states_through_kill_restart_stop_and_offsets(kafka, elasticsearch, inde
     again = {t["id"]: t["pid"] for t in requests.get(f"{url}/conductor/state", timeout=10).json()["tasks"]}
     assert again[0] != pids[0] and again[1] == pids[1]
 
+    # The REST server itself killed: the supervisor starts it again on the same socket.
+    rest_pid = conductor.supervisor_state()["rest_pid"]
+    os.kill(rest_pid, signal.SIGKILL)
+    wait_for(
+        lambda: conductor.supervisor_state().get("rest_pid") not in (None, rest_pid), 30, "a new REST server"
+    )
+    assert status(url, name)["connector"]["state"] == "RUNNING"
+    assert "the REST server pid" in conductor.full_log() and "starting it again" in conductor.full_log()
+
     # One task restarted by request: 204, a new pid, the other untouched.
     client.restart_connector_task(name, 1)
     wait_for(
