@@ -94,6 +94,10 @@ class WorkerMetrics:
             registry=None,
             multiprocess_mode="livemax",
         ).labels(**labels)
+        self.send_rate = self._gauge(SINK + "sink_record_send_rate", "Records written per second")
+        self.put_batch_avg = self._gauge(SINK + "put_batch_avg_time_ms", "Mean time of a batch write, ms")
+        self.put_batch_max = self._gauge(SINK + "put_batch_max_time_ms", "Longest batch write, ms")
+        self.rate = Rate()
         self.seen: dict[str, float] = {}
         self.kinds_seen: dict[str, int] = {}
 
@@ -113,11 +117,25 @@ class WorkerMetrics:
         last_error_at = counts.get("last_error_at")
         if last_error_at:
             self.last_error.set(int(last_error_at * 1000))
+        if "written" in counts:
+            self.send_rate.set(self.rate.per_second(time.monotonic(), counts["written"]))
         if timings is not None:
-            for seconds in timings.take_writes():
+            # Kafka Connect's put-batch avg and max cover a window of recent batches: here, the
+            # batches since the last update (0 when there were none).
+            writes = timings.take_writes()
+            for seconds in writes:
                 self.put_batch.observe(seconds)
+            self.put_batch_avg.set(1000 * sum(writes) / len(writes) if writes else 0)
+            self.put_batch_max.set(1000 * max(writes, default=0))
             for seconds in timings.take_commits():
                 self.commit.observe(seconds)
+
+    def _gauge(self, name: str, documentation: str) -> Any:
+        from prometheus_client import Gauge
+
+        return Gauge(name, documentation, LABELS, registry=None, multiprocess_mode="livesum").labels(
+            **self.labels
+        )
 
     def _add(self, counter: Any, count: str, value: Any) -> None:
         if value is None:

@@ -262,6 +262,13 @@ def test_counts_states_lag_and_latency_after_n_readings(run: Run) -> None:
     assert scraped.total("conductor_put_batch_seconds_bucket", le="+Inf") == batches
     assert scraped.total("conductor_put_batch_seconds_sum") > 0
     assert scraped.family("conductor_put_batch_seconds").type == "histogram"
+    # Kafka Connect's own shapes of the same: rates and the put-batch window, one sample per task.
+    for name in (
+        "kafka_connect_sink_task_sink_record_send_rate",
+        "kafka_connect_sink_task_put_batch_avg_time_ms",
+        "kafka_connect_sink_task_put_batch_max_time_ms",
+    ):
+        assert set(scraped.by_task(name)) == set(tasks), name
     commits = scraped.total("kafka_connect_sink_task_offset_commit_completion_total")
     assert commits > 0
     assert scraped.total("conductor_offset_commit_seconds_count") == commits
