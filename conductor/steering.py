@@ -2,25 +2,22 @@
 restart, the way Kafka Connect does them to its tasks.
 
 A mixin of the Supervisor, kept apart so the supervisor's module stays about its loop. These
-run from the loop, like the signal handlers, and use its slot steps (_replace, _schedule, _set).
+run from the loop, like the signal handlers, and use its state (_slots, _target, _pause) and its
+slot steps (_replace, _ask_to_stop, _schedule, _set).
 """
 
 from __future__ import annotations
 
 import logging
 import signal
-from typing import TYPE_CHECKING
 
 from conductor.commands import PAUSED, RUNNING, STOPPED, Command, read_available
-
-if TYPE_CHECKING:
-    from conductor.supervisor import Supervisor
 
 log = logging.getLogger("conductor.supervisor")
 
 
 class Steering:
-    def _dispatch_commands(self: Supervisor) -> None:
+    def _dispatch_commands(self) -> None:
         if self._command_r < 0:
             return
         self._command_buffer += read_available(self._command_r)
@@ -35,13 +32,13 @@ class Steering:
                 self._commands[command.action](command)
                 self._dirty = True
 
-    def _command_pause(self: Supervisor, command: Command) -> None:
+    def _command_pause(self, command: Command) -> None:
         if self._target == RUNNING:
             log.info("pausing the connector: the workers write what they read, commit it, then read nothing")
             self._target = PAUSED
             self._pause.set(True)
 
-    def _command_resume(self: Supervisor, command: Command) -> None:
+    def _command_resume(self, command: Command) -> None:
         if self._target == STOPPED:
             log.info("resuming the stopped connector: starting its workers")
             for slot in self._slots:
@@ -53,7 +50,7 @@ class Steering:
         self._target = RUNNING
         self._pause.set(False)
 
-    def _command_stop(self: Supervisor, command: Command) -> None:
+    def _command_stop(self, command: Command) -> None:
         if self._target == STOPPED:
             return
         log.info("stopping the connector: its workers drain, commit and leave the group; this process stays")
@@ -66,7 +63,7 @@ class Steering:
             else:
                 self._set(slot, "stopped")
 
-    def _command_restart(self: Supervisor, command: Command) -> None:
+    def _command_restart(self, command: Command) -> None:
         """Kafka Connect's restart of tasks: a running worker drains and is replaced at once; a
         failed, waiting or stopped one starts now with its restart count reset."""
         chosen = range(len(self._slots)) if command.tasks is None else command.tasks
