@@ -45,6 +45,8 @@ class Steering:
                 if slot.state == "stopped":
                     slot.restarts = 0
                     self._schedule(slot, 0.0)
+                elif slot.alive:  # still draining from the stop: started again once it is gone
+                    slot.replacing = "to resume"
         elif self._target == PAUSED:
             log.info("resuming the connector")
         self._target = RUNNING
