@@ -149,3 +149,18 @@ def conductors(tmp_path: Path):
                 conductor.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 conductor.process.kill()
+
+
+@pytest.fixture
+def index(elasticsearch: str):
+    """A fresh Elasticsearch index name, deleted after the test."""
+    from elasticsearch import Elasticsearch
+    from support.pipeline import unique
+
+    name = unique("index").replace("-", "_")
+    yield name
+    client = Elasticsearch(elasticsearch, request_timeout=10)
+    try:
+        client.indices.delete(index=name, ignore_unavailable=True, allow_no_indices=True)
+    finally:
+        client.close()

@@ -129,17 +129,6 @@ def browser(tmp_path: Path):
 
 
 @pytest.fixture
-def index(elasticsearch: str):
-    name = unique("page").replace("-", "_")
-    yield name
-    client = Elasticsearch(elasticsearch, request_timeout=10)
-    try:
-        client.indices.delete(index=name, ignore_unavailable=True, allow_no_indices=True)
-    finally:
-        client.close()
-
-
-@pytest.fixture
 def sink(kafka, elasticsearch, conductors, tmp_path, index, browser):
     """A started Elasticsearch sink, 2 workers on `partitions` partitions holding PER_PARTITION
     readings each, and its page open once every task runs."""

@@ -12,6 +12,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import orjson
 import pytest
@@ -20,6 +22,7 @@ from elasticsearch import Elasticsearch
 from kafka_connect import KafkaConnect
 from support.pipeline import (
     ROOT,
+    Conductor,
     committed_offsets,
     create_topic,
     es_count,
@@ -59,33 +62,37 @@ def all_running_with_partitions(url: str, name: str, workers: int) -> bool:
     return len(tasks) == workers and all(t["state"] == "RUNNING" and t["partitions"] for t in tasks)
 
 
+@dataclass
+class Sink:
+    """A running Elasticsearch sink of two workers on a fresh two-partition topic."""
+
+    conductor: Conductor
+    name: str
+    topic: str
+    url: str
+
+
 @pytest.fixture
-def index(elasticsearch: str):
-    name = unique("rest").replace("-", "_")
-    yield name
-    client = Elasticsearch(elasticsearch, request_timeout=10)
-    try:
-        client.indices.delete(index=name, ignore_unavailable=True, allow_no_indices=True)
-    finally:
-        client.close()
+def sink(kafka, elasticsearch, index, conductors, tmp_path) -> Callable[..., Sink]:
+    def start(label: str, **settings: object) -> Sink:
+        topic = create_topic(kafka, partitions=2)
+        name = unique(label)
+        kcql = KCQL.format(index=index, topic=topic)
+        conductor = conductors(
+            write_config(tmp_path, name, topic, kcql, elasticsearch, kafka, **settings), workers=2
+        )
+        url = conductor.url()
+        wait_for(lambda: all_running_with_partitions(url, name, 2), 60, "both tasks running")
+        return Sink(conductor, name, topic, url)
+
+    return start
 
 
-def test_the_rest_api_answers_a_kafka_connect_client(kafka, elasticsearch, index, conductors, tmp_path):
-    topic = create_topic(kafka, partitions=2)
-    name = unique("rest-es")
-    config = write_config(
-        tmp_path,
-        name,
-        topic,
-        KCQL.format(index=index, topic=topic),
-        elasticsearch,
-        kafka,
-        ssl__truststore__password=SECRET,  # has no effect for Elasticsearch over http; masked all the same
-    )
-    conductor = conductors(config, workers=2)
-    url = conductor.url()
+def test_the_rest_api_answers_a_kafka_connect_client(kafka, elasticsearch, index, sink):
+    # ssl.truststore.password has no effect for Elasticsearch over http; masked all the same.
+    started = sink("rest-es", ssl__truststore__password=SECRET)
+    name, topic, url = started.name, started.topic, started.url
     client = KafkaConnect(url)
-    wait_for(lambda: all_running_with_partitions(url, name, 2), 60, "both tasks running")
 
     info = client.get_cluster_info()
     assert set(info) == {"version", "commit", "kafka_cluster_id"} and info["kafka_cluster_id"]
@@ -148,14 +155,10 @@ def test_the_rest_api_answers_a_kafka_connect_client(kafka, elasticsearch, index
         assert SECRET not in requests.get(url + path, timeout=10).text
 
 
-def test_pause_writes_and_commits_nothing_until_resumed(kafka, elasticsearch, index, conductors, tmp_path):
-    topic = create_topic(kafka, partitions=2)
-    name = unique("rest-pause")
-    config = write_config(tmp_path, name, topic, KCQL.format(index=index, topic=topic), elasticsearch, kafka)
-    conductor = conductors(config, workers=2)
-    url = conductor.url()
+def test_pause_writes_and_commits_nothing_until_resumed(kafka, elasticsearch, index, sink):
+    started = sink("rest-pause")
+    conductor, name, topic, url = started.conductor, started.name, started.topic, started.url
     client = KafkaConnect(url)
-    wait_for(lambda: all_running_with_partitions(url, name, 2), 60, "both tasks running")
     first = produce(kafka, topic, readings(0, 300))
     wait_for(lambda: es_count(elasticsearch, index, settle_s=0) == first, 60, "the first readings")
 
@@ -179,22 +182,10 @@ def test_pause_writes_and_commits_nothing_until_resumed(kafka, elasticsearch, in
     assert "worker 0 paused" in conductor.full_log() and "worker 0 resumed" in conductor.full_log()
 
 
-def test_states_through_kill_restart_stop_and_offsets(kafka, elasticsearch, index, conductors, tmp_path):
-    topic = create_topic(kafka, partitions=2)
-    name = unique("rest-states")
-    config = write_config(
-        tmp_path,
-        name,
-        topic,
-        KCQL.format(index=index, topic=topic),
-        elasticsearch,
-        kafka,
-        conductor__restart__backoff__initial__s=3,  # long enough to see RESTARTING
-    )
-    conductor = conductors(config, workers=2)
-    url = conductor.url()
+def test_states_through_kill_restart_stop_and_offsets(kafka, elasticsearch, index, sink):
+    started = sink("rest-states", conductor__restart__backoff__initial__s=3)  # long enough to see RESTARTING
+    conductor, name, topic, url = started.conductor, started.name, started.topic, started.url
     client = KafkaConnect(url)
-    wait_for(lambda: all_running_with_partitions(url, name, 2), 60, "both tasks running")
     produced = produce(kafka, topic, readings(0, 200))
     wait_for(lambda: es_count(elasticsearch, index, settle_s=0) == produced, 60, "the readings written")
 
@@ -278,29 +269,20 @@ STRICT = {
 LINGER_MS = 4000
 
 
-def test_a_task_failed_under_throw_shows_its_trace(kafka, elasticsearch, index, conductors, tmp_path):
+def test_a_task_failed_under_throw_shows_its_trace(kafka, elasticsearch, index, sink):
     """Partition 0 gets a record a strict mapping refuses; the worker holding it fails under THROW
     and stays FAILED (restart.max=0). Its partitions go to the other worker, which would fail on
     the same record: the mapping is mended while that one's batch lingers, so it runs on (and so
     does the supervisor, which stops once every worker has failed)."""
     client = Elasticsearch(elasticsearch)
     client.indices.create(index=index, mappings=STRICT)
-    topic = create_topic(kafka, partitions=2)
-    name = unique("rest-throw")
-    config = write_config(
-        tmp_path,
-        name,
-        topic,
-        KCQL.format(index=index, topic=topic),
-        elasticsearch,
-        kafka,
+    started = sink(
+        "rest-throw",
         connect__elastic__error__policy="THROW",
         conductor__restart__max=0,
         conductor__linger__ms=LINGER_MS,
     )
-    conductor = conductors(config, workers=2)
-    url = conductor.url()
-    wait_for(lambda: all_running_with_partitions(url, name, 2), 60, "both tasks running")
+    conductor, name, topic, url = started.conductor, started.name, started.topic, started.url
     bad = orjson.dumps({**orjson.loads(reading(1, TS)), "unmapped": "refused by the strict mapping"})
     produce(kafka, topic, [(b"bad", bad, TS)], partition=0)
     try:

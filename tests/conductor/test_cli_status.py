@@ -12,7 +12,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-from elasticsearch import Elasticsearch
 from support.pipeline import ROOT, create_topic, produce, reading, unique, wait_for, write_config
 
 from conductor import exitcodes, statusview
@@ -55,17 +54,6 @@ def row(output: str, first: str) -> list[str]:
     rows = [line.split() for line in output.splitlines() if line.split()[:1] == [first]]
     assert rows, f"no row {first!r} in:\n{output}"
     return rows[0]
-
-
-@pytest.fixture
-def index(elasticsearch: str):
-    name = unique("status").replace("-", "_")
-    yield name
-    client = Elasticsearch(elasticsearch, request_timeout=10)
-    try:
-        client.indices.delete(index=name, ignore_unavailable=True, allow_no_indices=True)
-    finally:
-        client.close()
 
 
 def test_status_shows_a_running_connector(kafka, elasticsearch, index, conductors, tmp_path):
