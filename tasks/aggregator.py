@@ -46,7 +46,6 @@ PURGE_INTERVAL_S = 30.0
 TRANSACTION_TIMEOUT_MS = 10_000  # what a crashed worker's open transaction holds readers back
 LATE_HEADER = "__conductor.aggregate.late"
 LATE_WARNING_S = 60.0
-PAUSED_WAIT_S = 0.5
 
 
 class AggregatorWorker:
@@ -173,11 +172,8 @@ class AggregatorRun:
         worker only keeps its partitions and reads nothing until resumed or stopped."""
         self.paused = True
         self.report(force=True)
-        log.info("worker %d paused", self.worker_id)
-        while self.control.paused:
-            self.member.wait(PAUSED_WAIT_S)
+        self.member.sit_out_pause()
         self.paused = False
-        log.info("worker %d resumed", self.worker_id)
         self.report(force=True)
 
     def boot(self) -> None:

@@ -252,6 +252,15 @@ class GroupMember:
         finally:
             self.resume_where_read()
 
+    def sit_out_pause(self) -> None:
+        """The connector is paused: keep the partitions and read nothing until it is resumed
+        (or stopped: StopRequested). The waits poll paused partitions, so the worker stays in
+        its group and commits nothing."""
+        log.info("worker %d paused", self.worker_id)
+        while self.control.paused:
+            self.wait(PAUSED_POLL_S)
+        log.info("worker %d resumed", self.worker_id)
+
     def pause(self, seconds: float) -> None:
         """Wait outside the group (before joining it), heartbeating to the supervisor."""
         deadline = time.monotonic() + seconds

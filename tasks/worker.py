@@ -29,7 +29,6 @@ log = logging.getLogger("conductor.worker")
 
 STATE_INTERVAL_S = 2.0
 PROGRESS_INTERVAL_S = 60.0
-PAUSED_WAIT_S = 0.5
 
 
 class SinkWorker:
@@ -152,11 +151,8 @@ class WorkerRun:
         self.task.flush()
         self.paused = True
         self.report(force=True)
-        log.info("worker %d paused", self.worker_id)
-        while self.control.paused:
-            self.member.wait(PAUSED_WAIT_S)
+        self.member.sit_out_pause()
         self.paused = False
-        log.info("worker %d resumed", self.worker_id)
         self.report(force=True)
 
     def boot(self) -> None:
