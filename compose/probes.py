@@ -2,8 +2,8 @@
 
 A port that accepts connections is not a server that answers: Kafka must return cluster
 metadata with a broker in it and a coordinator for a consumer group, Elasticsearch a cluster
-health of yellow or green, Cassandra the result of a CQL query. Each probe returns a short description on success and raises
-ProbeFailed otherwise.
+health of yellow or green, Cassandra the result of a CQL query, the Schema Registry its list of
+subjects. Each probe returns a short description on success and raises ProbeFailed otherwise.
 """
 
 from __future__ import annotations
@@ -120,6 +120,18 @@ def elasticsearch_health(url: str, timeout: float = 5.0) -> str:
     if status not in ("yellow", "green"):
         raise ProbeFailed(f"Elasticsearch at {url} is {status}")
     return f"cluster {health.get('cluster_name')} {status}"
+
+
+def schema_registry_subjects(url: str, timeout: float = 5.0) -> str:
+    """GET {url}/subjects of the Confluent Schema Registry API must answer a JSON list."""
+    try:
+        with urllib.request.urlopen(f"{url}/subjects", timeout=timeout) as answer:
+            subjects = json.load(answer)
+    except (OSError, urllib.error.URLError, ValueError) as exc:
+        raise ProbeFailed(f"no list of subjects from {url}: {exc}") from exc
+    if not isinstance(subjects, list):
+        raise ProbeFailed(f"{url}/subjects answered {str(subjects)[:200]}, not a list")
+    return f"Schema Registry API answered ({len(subjects)} subjects)"
 
 
 _CQL_VERSION = 0x04

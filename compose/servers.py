@@ -18,6 +18,9 @@ COMPOSE_DIR = Path(__file__).resolve().parent
 KAFKA_VERSION = os.environ.get("CONDUCTOR_KAFKA_VERSION", "4.1.1")
 ELASTICSEARCH_VERSION = os.environ.get("CONDUCTOR_ELASTICSEARCH_VERSION", "8.19.4")
 CASSANDRA_VERSION = os.environ.get("CONDUCTOR_CASSANDRA_VERSION", "5.0.6")
+# Apicurio Registry 3.0.9 runs on Java 17; 3.3's classes need Java 21 (to run one, set
+# CONDUCTOR_SCHEMA_REGISTRY_JAVA_HOME to a newer JDK, e.g. /usr/lib/jvm/temurin-25-jdk-amd64).
+SCHEMA_REGISTRY_VERSION = os.environ.get("CONDUCTOR_SCHEMA_REGISTRY_VERSION", "3.0.9")
 # Kafka 4 logs through SLF4J 1.7; this binds it to log4j2 so the broker writes a log file.
 LOG4J_VERSION = "2.24.3"
 
@@ -57,9 +60,10 @@ class Server:
     ports: dict[str, int]
     heap: str
     main_log: str  # relative to the logs folder: the file to read when it does not come up
-    # Maven coordinates: a list of jars resolved with their dependencies, or one zip to unpack.
+    # Maven coordinates: a list of jars resolved with their dependencies, or one zip or tar.gz
+    # to unpack.
     artifacts: tuple[str, ...] = ()
-    zip_artifact: str | None = None
+    archive_artifact: str | None = None
     start_timeout: float = 180.0
     prepare: Callable[[Server, Paths], None] = field(default=lambda server, paths: None)
     command: Callable[[Server, Paths, str], list[str]] = field(default=lambda s, p, j: [])
@@ -73,6 +77,8 @@ class Server:
     )
     # Elasticsearch daemonizes itself and writes its own pid file.
     self_daemonizing: bool = False
+    # Started only when named: `compose/local up` without names leaves it out (`down` stops it).
+    optional: bool = False
 
     @property
     def port(self) -> int:
@@ -247,6 +253,52 @@ def _cassandra_probe(server: Server) -> str:
     return probes.cassandra_query("127.0.0.1", server.port)
 
 
+# -- Schema Registry (Apicurio, Confluent-compatible API) --------------------------------------
+
+
+def _schema_registry_prepare(server: Server, paths: Paths) -> None:
+    (paths.home / "tmp").mkdir(exist_ok=True)
+
+
+def _schema_registry_command(server: Server, paths: Paths, java: str) -> list[str]:
+    other_java = os.environ.get("CONDUCTOR_SCHEMA_REGISTRY_JAVA_HOME")
+    if other_java:
+        java = str(Path(other_java) / "bin" / "java")
+    # 3.0 ships a legacy Quarkus jar (…-runner.jar beside lib/), later versions the fast-jar layout.
+    runners = sorted(paths.install.glob("*-runner.jar"))
+    jar = runners[0] if runners else paths.install / "quarkus-run.jar"
+    settings = {
+        "quarkus.http.host": "127.0.0.1",
+        "quarkus.http.port": server.port,
+        # In-memory storage: an H2 database in the JVM (its default URL is jdbc:h2:mem:…), gone
+        # when the registry stops.
+        "apicurio.storage.kind": "sql",
+        "apicurio.storage.sql.kind": "h2",
+        # Confluent's Schema Registry checks BACKWARD compatibility unless told otherwise;
+        # Apicurio checks nothing by default.
+        "apicurio.rules.global.compatibility": "BACKWARD",
+    }
+    return [
+        java,
+        f"-Xms{server.heap}",
+        f"-Xmx{server.heap}",
+        "-XX:+ExitOnOutOfMemoryError",
+        f"-Djava.io.tmpdir={paths.home / 'tmp'}",
+        *(f"-D{key}={value}" for key, value in settings.items()),
+        "-jar",
+        str(jar),
+    ]
+
+
+def _schema_registry_url(server: Server) -> str:
+    """What a Confluent-API client takes as schema.registry.url."""
+    return f"http://127.0.0.1:{server.port}/apis/ccompat/v7"
+
+
+def _schema_registry_probe(server: Server) -> str:
+    return probes.schema_registry_subjects(_schema_registry_url(server))
+
+
 KAFKA = Server(
     name="kafka",
     version=KAFKA_VERSION,
@@ -276,7 +328,7 @@ ELASTICSEARCH = Server(
     },
     heap=os.environ.get("CONDUCTOR_ELASTICSEARCH_HEAP", "1g"),
     main_log="conductor.log",
-    zip_artifact=f"org.elasticsearch.distribution.integ-test-zip:elasticsearch:{ELASTICSEARCH_VERSION}:zip",
+    archive_artifact=f"org.elasticsearch.distribution.integ-test-zip:elasticsearch:{ELASTICSEARCH_VERSION}:zip",
     prepare=_elasticsearch_prepare,
     command=_elasticsearch_command,
     environment=_elasticsearch_environment,
@@ -300,7 +352,21 @@ CASSANDRA = Server(
     probe=_cassandra_probe,
 )
 
-SERVERS = {server.name: server for server in (KAFKA, ELASTICSEARCH, CASSANDRA)}
+SCHEMA_REGISTRY = Server(
+    name="schema-registry",
+    version=SCHEMA_REGISTRY_VERSION,
+    ports={"port": _port("CONDUCTOR_SCHEMA_REGISTRY_PORT", 18081)},
+    heap=os.environ.get("CONDUCTOR_SCHEMA_REGISTRY_HEAP", "256m"),
+    main_log="console.log",
+    archive_artifact=f"io.apicurio:apicurio-registry-app:{SCHEMA_REGISTRY_VERSION}:tar.gz:all",
+    start_timeout=120.0,
+    prepare=_schema_registry_prepare,
+    command=_schema_registry_command,
+    probe=_schema_registry_probe,
+    optional=True,
+)
+
+SERVERS = {server.name: server for server in (KAFKA, ELASTICSEARCH, CASSANDRA, SCHEMA_REGISTRY)}
 
 
 def connection_settings() -> dict[str, str]:
@@ -310,4 +376,5 @@ def connection_settings() -> dict[str, str]:
         "CONDUCTOR_ELASTICSEARCH_URL": f"http://127.0.0.1:{ELASTICSEARCH.port}",
         "CONDUCTOR_CASSANDRA_HOSTS": "127.0.0.1",
         "CONDUCTOR_CASSANDRA_PORT": str(CASSANDRA.port),
+        "CONDUCTOR_SCHEMA_REGISTRY_URL": _schema_registry_url(SCHEMA_REGISTRY),
     }
