@@ -81,6 +81,8 @@ def validate(config_path: str, bootstrap_servers: str | None) -> None:
         f"{config.tasks_max} worker(s) by default"
     )
     click.echo(f"  topics: {config.topics_regex or ', '.join(config.topics)}")
+    if config.transforms is not None:
+        click.echo(f"  transforms: {config.transforms.describe()}")
     for line in connector.describe():
         click.echo(f"  {line}")
     errors = config.errors

@@ -189,7 +189,9 @@ def build_connector(config: ConnectorConfig) -> Connector | AggregatorConnector:
         if not KAFKA_TOPIC.fullmatch(s.topic)
     ]
     topics_read = {statement.topic for statement in statements}
-    if not config.topics_regex:
+    # a router (RegexRouter, TimestampRouter) hands KCQL other topics than those consumed
+    rerouted = config.transforms is not None and config.transforms.routes
+    if not config.topics_regex and not rerouted:
         problems += [
             f"topic {topic!r} is in 'topics' but no KCQL statement reads it"
             for topic in config.topics

@@ -22,10 +22,12 @@ from sinks.kafka import KafkaProducerSink, Message
 log = logging.getLogger("conductor.policy")
 
 STAGE_CONVERTER = "VALUE_CONVERTER"
+STAGE_TRANSFORM = "TRANSFORMATION"
 STAGE_PUT = "TASK_PUT"
 # The class Kafka Connect names in __connect.errors.class.name for each stage.
 CONVERTER_CLASS = "org.apache.kafka.connect.json.JsonConverter"
 TASK_CLASS = "org.apache.kafka.connect.sink.SinkTask"
+TRANSFORM_CLASS = "org.apache.kafka.connect.transforms.Transformation"
 REPLICATION_KEY = "errors.deadletterqueue.topic.replication.factor"
 
 
@@ -78,15 +80,20 @@ class DeadLetterTopic:
             if cause.__traceback__
             else f"{type(cause).__name__}: {cause}"
         )
-        converting = failure.route is None
+        if error.kind == "transform":
+            stage, where = STAGE_TRANSFORM, TRANSFORM_CLASS
+        elif failure.route is None:
+            stage, where = STAGE_CONVERTER, CONVERTER_CLASS
+        else:
+            stage, where = STAGE_PUT, TASK_CLASS
         context = {
-            "__connect.errors.topic": record.topic,
+            "__connect.errors.topic": record.consumed[0],  # as consumed, before any router
             "__connect.errors.partition": str(record.partition),
             "__connect.errors.offset": str(record.offset),
             "__connect.errors.connector.name": self.connector,
             "__connect.errors.task.id": str(self.task_id),
-            "__connect.errors.stage": STAGE_CONVERTER if converting else STAGE_PUT,
-            "__connect.errors.class.name": CONVERTER_CLASS if converting else TASK_CLASS,
+            "__connect.errors.stage": stage,
+            "__connect.errors.class.name": where,
             "__connect.errors.exception.class.name": type(cause).__name__,
             "__connect.errors.exception.message": error.reason,
             "__connect.errors.exception.stacktrace": trace,

@@ -326,6 +326,7 @@ class AggregatorRun:
 
     def count(self, polled: dict[Any, list[Any]], outcome: Outcome) -> None:
         topology, bundles = self.topology, self.bundler.partitions
+        chain = self.config.transforms  # None without transforms; bundles were transformed already
         for tp, messages in polled.items():
             regroups = topology.regrouping.get(tp.topic, ())
             plans = topology.aggregating.get(tp.topic, ())
@@ -338,9 +339,14 @@ class AggregatorRun:
             for message in messages:
                 try:
                     record = decode(message)
+                    if chain is not None:
+                        record = chain.apply(record)
                 except RecordError as error:
                     self.counts["read"] += 1
                     self.tolerate(record_of(message), error)
+                    continue
+                if record is None:
+                    self.counts["read"] += 1  # dropped by a Filter
                     continue
                 self.count_record(record, regroups, states, outcome)
         self.counts["late_windows"] += outcome.late_windows

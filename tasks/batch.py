@@ -45,8 +45,8 @@ class PendingBatch:
         keys = keys & set(self.last_offsets)
         if not keys:
             return
-        self.writes = [(r, route) for r, route in self.writes if (r.topic, r.partition) not in keys]
-        self.failures = [f for f in self.failures if (f.record.topic, f.record.partition) not in keys]
+        self.writes = [(r, route) for r, route in self.writes if r.consumed not in keys]
+        self.failures = [f for f in self.failures if f.record.consumed not in keys]
         for key in keys:
             records, size = self.shares.pop(key)
             self.records -= records
@@ -68,6 +68,6 @@ class PendingBatch:
         (everything before it was written); all of a clean partition."""
         first_failed: dict[TopicPartitionKey, int] = {}
         for failure in failed:
-            key = (failure.record.topic, failure.record.partition)
+            key = failure.record.consumed
             first_failed[key] = min(first_failed.get(key, failure.record.offset), failure.record.offset)
         return {key: first_failed.get(key, offset) for key, offset in self.offsets_to_commit().items()}

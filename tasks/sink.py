@@ -1,4 +1,4 @@
-"""The sink task: records -> decode -> route -> batch -> write -> settle -> commit.
+"""The sink task: records -> decode -> transform -> route -> batch -> write -> settle -> commit.
 
 Offsets are committed synchronously, and only for what was written (or let through by the
 error handling the user chose). A failed task commits everything before its first failed record.
@@ -8,8 +8,8 @@ When is a record given up? Answered here, and only here:
 - a record the store refuses for now (429, 5xx, a timeout) is written again until the sink's
   write timeout has passed, then the policy's retries (RETRY) follow;
 - what is still refused then goes to the policy: THROW and RETRY fail the task, NOOP skips it;
-- a record that cannot be decoded fails the task under errors.tolerance=none, and is skipped
-  under errors.tolerance=all;
+- a record that cannot be decoded, or that a transform fails on, fails the task under
+  errors.tolerance=none, and is skipped under errors.tolerance=all;
 - skipped records go to the dead-letter topic when there is one.
 """
 
@@ -97,6 +97,8 @@ class SinkTask:
             return
         pending = self.pending  # a rebalance inside poll() may have changed it
         routes = self.routes
+        chain = self.config.transforms  # None without transforms: nothing more per record
+        rerouting = chain is not None and chain.routes
         writes, failures = pending.writes, pending.failures
         for tp, messages in polled.items():
             size = 0
@@ -105,9 +107,15 @@ class SinkTask:
                 size += len(message.value or b"") + len(message.key or b"")
                 try:
                     record = decode(message)
+                    if chain is not None:
+                        record = chain.apply(record)
                 except RecordError as error:
                     failures.append(Failure(record_of(message), None, error))
                     continue
+                if record is None:
+                    continue  # dropped by a Filter; its offset is committed with the partition's
+                if rerouting:
+                    topic_routes = routes.get(record.topic)
                 if topic_routes is None:
                     error = RecordError(f"no KCQL statement reads topic {record.topic!r}")
                     failures.append(Failure(record, None, error))
@@ -143,9 +151,7 @@ class SinkTask:
         try:
             refused = self.write(batch)
             self.timings.write(started)
-            failed = [
-                f for f in batch.failures + refused if batch.owned((f.record.topic, f.record.partition))
-            ]
+            failed = [f for f in batch.failures + refused if batch.owned(f.record.consumed)]
             if failed:
                 self.settle(failed, batch)
             committing = time.monotonic()
@@ -174,7 +180,7 @@ class SinkTask:
         pause, retries = FIRST_PAUSE_S, 0
         while writes:
             if batch.released:
-                writes = [(r, route) for r, route in writes if batch.owned((r.topic, r.partition))]
+                writes = [(r, route) for r, route in writes if batch.owned(r.consumed)]
                 if not writes:
                     break
             try:
@@ -251,12 +257,16 @@ class SinkTask:
         log.warning("worker %d: skipped (%s) %s", self.worker_id, why, describe(failed))
 
     def count_failures(self, failed: list[Failure]) -> None:
-        """By kind, for the metrics: 'decode' for a record that could not be read, else the
-        store's own kind (429, mapping, version_conflict, ...)."""
+        """By kind, for the metrics: 'decode' for a record that could not be read, 'transform' for
+        one a transform failed on, else the store's own kind (429, mapping, version_conflict, ...)."""
         self.counts["failures"] += len(failed)
         kinds = self.failure_kinds
         for failure in failed:
-            kind = "decode" if failure.route is None else failure.error.kind
+            kind = (
+                "decode"
+                if failure.route is None and failure.error.kind != "transform"
+                else failure.error.kind
+            )
             kinds[kind] = kinds.get(kind, 0) + 1
 
     def fail(self, batch: PendingBatch, failed: list[Failure], error: TaskFailed) -> None:
@@ -281,6 +291,8 @@ class SinkTask:
         stage, where = (
             ("VALUE_CONVERTER", "decoding") if failure.route is None else ("TASK_PUT", self.sink.name)
         )
+        if failure.error.kind == "transform":
+            stage, where = "TRANSFORMATION", "transforms"
         consumed = ""
         if self.errors.log_include_messages:
             consumed = (

@@ -24,6 +24,8 @@ CONNECTOR_KEYS = (
     "topics.regex",
     "connect.progress.enabled",
 )
+# Single Message Transforms, with transforms.<alias>.* and predicates.<alias>.* (conductor/transforms).
+TRANSFORM_KEYS = ("transforms", "predicates")
 # Kafka Connect's worker keys for its REST listener: conductor's API, page and metrics.
 REST_KEYS = ("listeners", "rest.advertised.host.name", "rest.advertised.port")
 CONVERTER_KEYS = (
@@ -75,15 +77,14 @@ CONDUCTOR_KEYS = tuple(
 _JAVA_TLS = "it tunes Java's TLS; Python's ssl module negotiates with its own defaults"
 _PEM_TRUSTSTORE = "a PEM truststore has no password (a Java keystore is refused)"
 _NO_RETRIABLE_CONVERSION = (
-    "Kafka Connect retries converters and transforms with it; conductor's JSON decoding never fails "
-    "in a way that a retry could mend"
+    "Kafka Connect retries converters and transforms with it; conductor's JSON decoding and transforms "
+    "never fail in a way that a retry could mend"
 )
 NO_EFFECT: dict[str, str] = {
     "errors.retry.timeout": _NO_RETRIABLE_CONVERSION,
     "errors.retry.delay.max.ms": _NO_RETRIABLE_CONVERSION,
     "header.converter": "conductor reads header values as UTF-8 text",
     "config.action.reload": "conductor reads its config once at start; restart it to apply a change",
-    "predicates": "predicates only qualify transforms",
     ES + "tableprefix": (
         "Stream-Reactor hands it to its HTTP client as a URL path prefix, which that client drops; "
         "index names come from the KCQL target"
@@ -104,16 +105,11 @@ NO_EFFECT: dict[str, str] = {
     CASSANDRA + "trust.store.password": _PEM_TRUSTSTORE,
 }
 
-REFUSED: dict[str, str] = {
-    "transforms": (
-        "Single Message Transforms are not supported yet, and without them the documents and rows would "
-        "differ from what Kafka Connect writes; remove transforms (and transforms.*) or keep this "
-        "connector on Kafka Connect"
-    ),
-}
+REFUSED: dict[str, str] = {}
 
 KNOWN_KEYS = frozenset(
     CONNECTOR_KEYS
+    + TRANSFORM_KEYS
     + REST_KEYS
     + CONVERTER_KEYS
     + ERROR_KEYS
@@ -131,18 +127,18 @@ CONFIG_PROVIDER_PREFIX = "config.providers"  # read by the secrets resolver
 CONSUMER_PREFIXES = ("consumer.override.", "consumer.")  # the first one given wins
 PRODUCER_PREFIXES = ("producer.override.", "producer.")  # the dead-letter topic's producer
 ADMIN_PREFIXES = ("admin.override.", "admin.")  # creating the dead-letter topic
+TRANSFORM_PREFIXES = ("transforms.", "predicates.")  # each transform reads its own (transforms/)
 NO_EFFECT_PREFIXES: dict[str, str] = {
     "key.converter.": "only key.converter.schemas.enable is read",
     "value.converter.": "only value.converter.schemas.enable is read",
     "header.converter.": "conductor reads header values as UTF-8 text",
-    "transforms.": "without transforms= they configure nothing",
-    "predicates.": "predicates only qualify transforms",
 }
 KNOWN_PREFIXES = (
     (CONFIG_PROVIDER_PREFIX + ".",)
     + CONSUMER_PREFIXES
     + PRODUCER_PREFIXES
     + ADMIN_PREFIXES
+    + TRANSFORM_PREFIXES
     + tuple(NO_EFFECT_PREFIXES)
 )
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from conductor.config import keys as k
 from conductor.config.readers import read_file, read_properties, scalar
-from conductor.config.secrets import REFERENCE, Resolver, Secret
+from conductor.config.secrets import REFERENCE, Resolver, Secret, reveal
 from conductor.config.sections import (
     aggregate_settings,
     cassandra_settings,
@@ -30,6 +30,7 @@ from conductor.config.sections import (
 from conductor.config.settings import ConnectorConfig
 from conductor.config.values import Reader, Section
 from conductor.errors import ConfigError
+from conductor.transforms import build_chain
 
 SINKS = {"elasticsearch": k.ES, "cassandra": k.CASSANDRA}
 AGGREGATE = "aggregate"  # the aggregator job's kind, where a sink connector names its store
@@ -116,6 +117,7 @@ def _build(r: Reader, environ: Mapping[str, str]) -> dict[str, Any]:
     s.put("kcql", prefix + "kcql", r.required(prefix + "kcql", why=f" for the {sink} sink") if prefix else "")
     s.put("aggregate", k.CONDUCTOR + "aggregate.sql", aggregate_settings(r) if sink == AGGREGATE else None)
     s.put("errors", (), error_settings(r, prefix, topics))
+    s.put("transforms", k.TRANSFORM_KEYS, _transforms(r, sink))
     _converters(r)
     _declared(r)
     elastic = elastic_settings(r) if sink == "elasticsearch" else None
@@ -127,6 +129,29 @@ def _build(r: Reader, environ: Mapping[str, str]) -> dict[str, Any]:
     if sink:
         _other_store(r, sink)
     return s.kwargs()
+
+
+def _transforms(r: Reader, sink: str | None) -> Any:
+    """The Single Message Transforms chain, or None; its problems name the alias and key."""
+    given = {
+        key: reveal(value)
+        for key, value in r.values.items()
+        if key in k.TRANSFORM_KEYS or key.startswith(k.TRANSFORM_PREFIXES)
+    }
+    if not given.get("transforms", "").strip():
+        for key in sorted(given):
+            if key != "transforms" and r.given(key):
+                r.no_effect(key, "transforms lists no transform, so it configures nothing")
+        return None
+    chain, problems, warnings = build_chain(given)
+    r.problems.extend(problems)
+    r.warnings.extend(warnings)
+    if chain is not None and chain.routes and sink == AGGREGATE:
+        r.problems.append(
+            "transforms: a router (RegexRouter, TimestampRouter) changes the topic, and the aggregator's "
+            "statements read the topics they name; route with the SQL instead"
+        )
+    return chain
 
 
 def _converters(r: Reader) -> None:

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 from conductor.config.secrets import MASK, Secret, is_secret_key
 from conductor.config.security import Credentials, TlsSettings
 from conductor.errors import ConfigError
+from conductor.transforms import Chain
 
 # Records per write-and-commit for a Cassandra connector: connect.cassandra.batch.size bounds an
 # unlogged batch statement there, and a commit per 100 rows would stall the writes.
@@ -289,6 +290,7 @@ class ConnectorConfig(Masked):
     given after ${...} resolution, secret values as `Secret`; ``defaults`` the default used for
     each known key not given; ``notices`` the keys given that have no effect here, and why;
     ``warnings`` what looks like a mistake (unknown keys); ``source`` where it came from.
+    ``transforms`` is the Single Message Transforms chain, None when `transforms` lists none.
     """
 
     name: str
@@ -310,6 +312,7 @@ class ConnectorConfig(Masked):
     notices: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     source: str = "config"
+    transforms: Chain | None = None
     masked: frozenset[str] = masked_field()
 
     @property

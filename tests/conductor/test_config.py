@@ -496,14 +496,22 @@ def test_worker_client_and_provider_keys_are_known() -> None:
 
 def test_keys_conductor_cannot_honour_are_refused_or_reported() -> None:
     """Going on would write other data than Kafka Connect: refused. Nothing else is lost: reported."""
-    assert problems_of(
-        es(transforms="flatten", value_converter="io.confluent.connect.avro.AvroConverter")
-    ) == [
+    # transforms used to be refused here; Single Message Transforms run now (tests/conductor/test_transforms.py)
+    schema_type = "org.apache.kafka.connect.transforms.SetSchemaMetadata$Value"
+    problems = problems_of(
+        es(
+            transforms="schema",
+            value_converter="io.confluent.connect.avro.AvroConverter",
+            **{"transforms.schema.type": schema_type},
+        )
+    )
+    assert problems[0].startswith(
+        f"transforms.schema.type: {schema_type} is not supported: it names schemas, which schemaless JSON "
+        "has none of; conductor has: InsertField$Key, InsertField$Value,"
+    )
+    assert problems[1:] == [
         "value.converter: io.confluent.connect.avro.AvroConverter is not supported yet; conductor reads plain "
         "JSON (JsonConverter with schemas.enable=false, or StringConverter) and keys as text",
-        "transforms: Single Message Transforms are not supported yet, and without them the documents and rows "
-        "would differ from what Kafka Connect writes; remove transforms (and transforms.*) or keep this "
-        "connector on Kafka Connect",
     ]
     config = parse_config(
         es(

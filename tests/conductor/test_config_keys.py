@@ -149,7 +149,13 @@ SAMPLES: dict[str, tuple[str, Mapping[str, str | None]]] = {
     "rest.advertised.port": ("18083", {}),
     "key.converter.schemas.enable": ("true", {}),
     "name": ("other", {}),
-    "predicates": ("isFoo", {}),
+    # A Filter that drops tombstones once the predicate is declared (without it: refused).
+    "predicates": ("tomb", {
+        "transforms": "drop",
+        "transforms.drop.type": "org.apache.kafka.connect.transforms.Filter",
+        "transforms.drop.predicate": "tomb",
+        "predicates.tomb.type": "org.apache.kafka.connect.transforms.predicates.RecordIsTombstone",
+    }),
     "read.timeout.ms": ("30000", {}),
     "sasl.jaas.config": ('PlainLoginModule required username="u" password="p";', {**SASL, "sasl.mechanism": "PLAIN"}),
     "sasl.kerberos.service.name": ("kafka-svc", SASL),
@@ -174,7 +180,7 @@ SAMPLES: dict[str, tuple[str, Mapping[str, str | None]]] = {
     "tasks.max": ("3", {}),
     "topics": ("readings,more", {"connect.elastic.kcql": "INSERT INTO a SELECT * FROM readings; INSERT INTO b SELECT * FROM more"}),
     "topics.regex": ("read.*", {"topics": None}),
-    "transforms": ("flatten", {}),
+    "transforms": ("flatten", {"transforms.flatten.type": "org.apache.kafka.connect.transforms.Flatten$Value"}),
     "value.converter": ("io.confluent.connect.avro.AvroConverter", {}),
     "value.converter.schemas.enable": ("true", {}),
 }  # fmt: skip
