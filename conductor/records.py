@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,6 +97,33 @@ def decode(message: Any) -> Record:
         if type(value) is not dict:
             raise RecordError(f"value is JSON but not an object (found {type(value).__name__})")
     return record_of(message, value)
+
+
+def decoder(value_envelope: bool = False, key_envelope: bool = False) -> Callable[[Any], Record]:
+    """The decode step for a connector's converters: `decode` itself for plain JSON values (the
+    per-record path stays as it was); with JsonConverter's schemas.enable=true, the envelope read
+    as its schema types it (conductor/connectjson.py), for the value, the key or both."""
+    if not value_envelope and not key_envelope:
+        return decode
+    from conductor.connectjson import read_envelope
+
+    def decode_envelopes(message: Any) -> Record:
+        if value_envelope:
+            raw, value = message.value, None
+            if raw is not None:
+                value = read_envelope(raw, "value")
+                if value is not None and type(value) is not dict:
+                    raise RecordError(f"value is not an object (its schema gives {type(value).__name__})")
+            record = record_of(message, value)
+        else:
+            record = decode(message)
+        if key_envelope and message.key is not None:
+            key = read_envelope(message.key, "key")
+            record.key = key.encode() if type(key) is str else orjson.dumps(key, default=str)
+            record._key_object = key
+        return record
+
+    return decode_envelopes
 
 
 def record_of(message: Any, value: dict[str, Any] | None = None) -> Record:

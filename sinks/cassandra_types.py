@@ -8,7 +8,7 @@ The rules are strict but kind: a value converts when no information is lost, els
 - text/varchar: str; a number or boolean becomes its JSON spelling. ascii: ASCII str only.
 - tinyint/smallint/int/bigint/varint/counter: int, a float without fraction, a numeric string;
   range-checked. Never a boolean.
-- float/double: int, float or numeric string. decimal: the same, exact (through str()).
+- float/double: int, float, Decimal or numeric string. decimal: the same, exact (through str()).
 - boolean: bool, or the string "true"/"false" (any case).
 - timestamp: epoch milliseconds (int, or a string of digits) or ISO-8601 (`Z` or offset;
   none means UTC). date: ISO date (or a timestamp string: its UTC date) or epoch ms.
@@ -79,6 +79,8 @@ def to_text(value: Any) -> str:
         return "true" if value else "false"
     if kind is int or kind is float:
         return repr(value)
+    if kind is Decimal:
+        return str(value)
     raise Unconvertible()
 
 
@@ -95,6 +97,10 @@ def integer(value: Any) -> int:
         return value
     if kind is float:
         if value.is_integer():
+            return int(value)
+        raise Unconvertible("has a fraction")
+    if kind is Decimal:
+        if value == value.to_integral_value():
             return int(value)
         raise Unconvertible("has a fraction")
     if kind is str:
@@ -126,7 +132,7 @@ def to_double(value: Any) -> float:
     kind = type(value)
     if kind is float:
         return value
-    if kind is int:
+    if kind is int or kind is Decimal:
         return float(value)
     if kind is str:
         try:
@@ -145,6 +151,8 @@ def to_float(value: Any) -> float:
 
 def to_decimal(value: Any) -> Decimal:
     kind = type(value)
+    if kind is Decimal:
+        return value
     if kind is bool or kind not in (int, float, str):
         raise Unconvertible()
     try:

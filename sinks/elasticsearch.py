@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -294,7 +295,9 @@ class ElasticsearchSink(Sink):
                     meta = {"_index": index, "_id": plan.id_of(record)}
                     if plan.pipeline is not None:
                         meta["pipeline"] = plan.pipeline
-                    line = b"".join((dumps({"index": meta}), NL, dumps(route.project(record)), NL))
+                    line = b"".join(
+                        (dumps({"index": meta}), NL, dumps(route.project(record), default=exact_decimal), NL)
+                    )
                 else:
                     meta = {
                         "_index": index,
@@ -302,7 +305,7 @@ class ElasticsearchSink(Sink):
                         "retry_on_conflict": RETRY_ON_CONFLICT,
                     }
                     body = {"doc": route.project(record), "doc_as_upsert": True}
-                    line = b"".join((dumps({"update": meta}), NL, dumps(body), NL))
+                    line = b"".join((dumps({"update": meta}), NL, dumps(body, default=exact_decimal), NL))
             except RecordError as err:
                 failures.append(Failure(record, route, err))
                 continue
@@ -409,6 +412,13 @@ def read_items(part: list[Action], items: list[dict[str, Any]], failures: list[F
         reason = f"Elasticsearch rejected document {index}/{doc_id}: {describe(error)}"
         kind = RetriableRecordError if retriable_item(status, error) else RecordError
         failures.append(Failure(action[1], action[2], kind(reason, failure_kind(status, error))))
+
+
+def exact_decimal(value: Any) -> Any:
+    """A Decimal (a Connect Decimal, from schema'd JSON) as the JSON number it is, every digit kept."""
+    if isinstance(value, Decimal):
+        return orjson.Fragment(str(value))
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def failure_kind(status: int, error: Any) -> str:

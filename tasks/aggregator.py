@@ -26,7 +26,7 @@ from conductor import exitcodes
 from conductor.admin import retrying
 from conductor.config import ConnectorConfig
 from conductor.errors import RecordError, TaskFailed
-from conductor.records import decode, record_of
+from conductor.records import decoder, record_of
 from conductor.workercontrol import WorkerControl
 from policies.deadletter import DeadLetterTopic
 from sinks.base import Failure
@@ -111,6 +111,7 @@ class AggregatorRun:
         self.last_error: str | None = None
         self.late_warned = -LATE_WARNING_S
         self.paused = False
+        self.decode = decoder()  # plain JSON: the config refuses schema'd JSON for the aggregator
         self.metrics = WorkerMetrics(control.state_dir / "metrics", config.name, worker_id)
         self.timings = Timings()
         self.rate = Rate()
@@ -327,6 +328,7 @@ class AggregatorRun:
     def count(self, polled: dict[Any, list[Any]], outcome: Outcome) -> None:
         topology, bundles = self.topology, self.bundler.partitions
         chain = self.config.transforms  # None without transforms; bundles were transformed already
+        decode = self.decode
         for tp, messages in polled.items():
             regroups = topology.regrouping.get(tp.topic, ())
             plans = topology.aggregating.get(tp.topic, ())

@@ -22,7 +22,7 @@ from typing import Any
 
 from conductor.config import ConnectorConfig
 from conductor.errors import RecordError, SinkUnavailable, TaskFailed
-from conductor.records import decode, record_of
+from conductor.records import decoder, record_of
 from conductor.routes import Route
 from policies import FOREVER, make_policy
 from policies.base import describe
@@ -62,6 +62,7 @@ class SinkTask:
         self.batch_records = config.worker.batch_max_records
         self.batch_bytes = config.worker.batch_max_bytes
         self.linger_s = config.worker.linger_ms / 1000
+        self.decode = decoder(config.value_schemas, config.key_schemas)
         self.pending = PendingBatch()
         self.in_flight: PendingBatch | None = None  # the batch being written, retried or committed
         self.counts = {
@@ -98,6 +99,7 @@ class SinkTask:
         pending = self.pending  # a rebalance inside poll() may have changed it
         routes = self.routes
         chain = self.config.transforms  # None without transforms: nothing more per record
+        decode = self.decode
         rerouting = chain is not None and chain.routes
         writes, failures = pending.writes, pending.failures
         for tp, messages in polled.items():

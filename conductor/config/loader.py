@@ -118,7 +118,15 @@ def _build(r: Reader, environ: Mapping[str, str]) -> dict[str, Any]:
     s.put("aggregate", k.CONDUCTOR + "aggregate.sql", aggregate_settings(r) if sink == AGGREGATE else None)
     s.put("errors", (), error_settings(r, prefix, topics))
     s.put("transforms", k.TRANSFORM_KEYS, _transforms(r, sink))
-    _converters(r)
+    envelopes = _converters(r)
+    if sink == AGGREGATE and any(envelopes.values()):
+        r.problems.append(
+            "value.converter.schemas.enable, key.converter.schemas.enable: the aggregator reads plain JSON "
+            "only, for now; set them to false (schema'd JSON is read by the Elasticsearch and Cassandra "
+            "sinks)"
+        )
+    s.put("value_schemas", ("value.converter", "value.converter.schemas.enable"), envelopes["value"])
+    s.put("key_schemas", ("key.converter", "key.converter.schemas.enable"), envelopes["key"])
     _declared(r)
     elastic = elastic_settings(r) if sink == "elasticsearch" else None
     s.put("kafka", (), kafka_settings(r, f"connect-{name}", environ))
@@ -154,33 +162,32 @@ def _transforms(r: Reader, sink: str | None) -> Any:
     return chain
 
 
-def _converters(r: Reader) -> None:
-    """conductor decodes plain JSON values and reads keys as text: a converter that would give
-    Kafka Connect other data is refused, with what to set instead."""
+def _converters(r: Reader) -> dict[str, bool]:
+    """conductor decodes JSON values, plain or in JsonConverter's schema envelope
+    (schemas.enable=true, JsonConverter's default), and keys as text or in that envelope: a
+    converter that would give Kafka Connect other data is refused, with what to set instead.
+    Which sides carry the envelope: {"value": bool, "key": bool}."""
+    envelopes = {}
     for side in ("key", "value"):
         key = f"{side}.converter"
         schemas_key = f"{key}.schemas.enable"
         converter = r.string(key)
         schemas = r.boolean(schemas_key)
+        envelopes[side] = False
         if converter == k.JSON_CONVERTER or (converter is None and schemas):
-            if schemas is not False:
-                why = "true" if schemas else "true, JsonConverter's default"
-                r.problems.append(
-                    f'{schemas_key}: {why}: Kafka Connect then reads the {{"schema", "payload"}} '
-                    f"envelope, which conductor does not decode yet; if the records are plain JSON, set "
-                    f"{schemas_key}=false"
-                )
+            envelopes[side] = schemas is not False
         elif converter == k.BYTES_CONVERTER and side == "value":
             r.problems.append(
                 f"{key}: {converter} gives raw bytes, which no sink can write as a document or a row"
             )
         elif converter not in (None, k.STRING_CONVERTER, k.BYTES_CONVERTER):
             r.problems.append(
-                f"{key}: {converter} is not supported yet; conductor reads plain JSON (JsonConverter with "
-                f"schemas.enable=false, or StringConverter) and keys as text"
+                f"{key}: {converter} is not supported yet; conductor reads JSON (JsonConverter, with or "
+                f"without schemas.enable) or StringConverter, and keys as text"
             )
         elif converter is not None and r.given(schemas_key):
             r.no_effect(schemas_key, f"{key} is not JsonConverter")
+    return envelopes
 
 
 def _declared(r: Reader) -> None:

@@ -313,6 +313,8 @@ class ConnectorConfig(Masked):
     warnings: tuple[str, ...] = ()
     source: str = "config"
     transforms: Chain | None = None
+    value_schemas: bool = False  # values in JsonConverter's {"schema", "payload"} envelope
+    key_schemas: bool = False  # keys in that envelope
     masked: frozenset[str] = masked_field()
 
     @property

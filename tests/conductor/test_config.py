@@ -510,8 +510,8 @@ def test_keys_conductor_cannot_honour_are_refused_or_reported() -> None:
         "has none of; conductor has: InsertField$Key, InsertField$Value,"
     )
     assert problems[1:] == [
-        "value.converter: io.confluent.connect.avro.AvroConverter is not supported yet; conductor reads plain "
-        "JSON (JsonConverter with schemas.enable=false, or StringConverter) and keys as text",
+        "value.converter: io.confluent.connect.avro.AvroConverter is not supported yet; conductor reads JSON "
+        "(JsonConverter, with or without schemas.enable) or StringConverter, and keys as text",
     ]
     config = parse_config(
         es(
@@ -540,14 +540,6 @@ def test_keys_conductor_cannot_honour_are_refused_or_reported() -> None:
 @pytest.mark.parametrize(
     ("converters", "problem"),
     [
-        ({"value.converter": "org.apache.kafka.connect.json.JsonConverter", "value.converter.schemas.enable": None},
-         "value.converter.schemas.enable: true, JsonConverter's default: Kafka Connect then reads the "
-         '{"schema", "payload"} envelope, which conductor does not decode yet; if the records are plain JSON, '
-         "set value.converter.schemas.enable=false"),
-        ({"key.converter": "org.apache.kafka.connect.json.JsonConverter", "key.converter.schemas.enable": "true"},
-         "key.converter.schemas.enable: true: Kafka Connect then reads the "
-         '{"schema", "payload"} envelope, which conductor does not decode yet; if the records are plain JSON, '
-         "set key.converter.schemas.enable=false"),
         ({"value.converter": "org.apache.kafka.connect.converters.ByteArrayConverter"},
          "value.converter: org.apache.kafka.connect.converters.ByteArrayConverter gives raw bytes, which no "
          "sink can write as a document or a row"),
@@ -555,6 +547,42 @@ def test_keys_conductor_cannot_honour_are_refused_or_reported() -> None:
 )  # fmt: skip
 def test_converters_that_would_give_other_data_are_refused(converters: dict, problem: str) -> None:
     assert problems_of(es(**{key.replace(".", "_"): value for key, value in converters.items()})) == [problem]
+
+
+@pytest.mark.parametrize(
+    ("converters", "value_schemas", "key_schemas"),
+    [
+        ({"value.converter": "org.apache.kafka.connect.json.JsonConverter", "value.converter.schemas.enable": None},
+         True, False),  # JsonConverter's default is schemas.enable=true
+        ({"key.converter": "org.apache.kafka.connect.json.JsonConverter", "key.converter.schemas.enable": "true"},
+         False, True),
+        ({"value.converter.schemas.enable": "true", "key.converter": None, "key.converter.schemas.enable": "true"},
+         True, True),
+        ({"value.converter": "org.apache.kafka.connect.json.JsonConverter", "value.converter.schemas.enable": "false"},
+         False, False),
+    ],
+)  # fmt: skip
+def test_jsonconverter_with_schemas_reads_the_envelope(
+    converters: dict, value_schemas: bool, key_schemas: bool
+):
+    """schemas.enable=true used to be refused; the envelope is read now (tests/conductor/test_connectjson.py)."""
+    config = parse_config(
+        es(**{key.replace(".", "_"): value for key, value in converters.items()}), environ={}
+    )
+    assert (config.value_schemas, config.key_schemas) == (value_schemas, key_schemas)
+
+
+def test_the_aggregator_refuses_schemad_json_for_now() -> None:
+    raw = {
+        "name": "agg",
+        "connector.class": "conductor.aggregate",
+        "topics": "readings",
+        "conductor.aggregate.sql": "INSERT INTO out SELECT COUNT(*) FROM readings",
+        "value.converter.schemas.enable": "true",
+    }
+    with pytest.raises(ConfigError) as refused:
+        parse_config(raw, environ={})
+    assert "the aggregator reads plain JSON only, for now" in refused.value.problems[0]
 
 
 def test_converters_conductor_reads_as_kafka_connect_would() -> None:
