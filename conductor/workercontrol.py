@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from conductor import exitcodes
+from conductor.errors import TaskFailed
 from conductor.status import write_state
 
 log = logging.getLogger("conductor.worker")
@@ -165,6 +166,12 @@ class WorkerControl:
             write_state(self._state_path, state)
         except OSError as exc:
             log.warning("worker %s could not write %s: %s", self.worker_id, self._state_path, exc)
+
+    def record_failure(self, failed: TaskFailed) -> None:
+        """The task failed: its reason and trace logged, the trace kept for /status and the page."""
+        trace = failed.trace()
+        log.error("worker %d task failed: %s\n%s", self.worker_id, failed.reason, trace)
+        self.record_state(trace=trace)
 
     def _derived_state(self) -> str:
         """Used unless the worker recorded a state of its own ("boot failed", ...)."""

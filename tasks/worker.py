@@ -136,9 +136,7 @@ class WorkerRun:
             return exitcodes.OK
         except TaskFailed as failed:
             self.task.last_error = failed.reason
-            trace = failed.trace()
-            log.error("worker %d task failed: %s\n%s", self.worker_id, failed.reason, trace)
-            self.control.record_state(trace=trace)
+            self.control.record_failure(failed)
             self.report(force=True, state="failed")
             return exitcodes.TASK_FAILED
         finally:

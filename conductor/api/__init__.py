@@ -7,8 +7,9 @@ use stops the start with a clear message; the supervisor then forks it.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+import psutil
 
 from conductor.api import http, metrics
 from conductor.api.connect import ConnectResources, worker_id
@@ -69,14 +70,4 @@ def state_url(state_dir: Path) -> str | None:
 
     state = read_state(Path(state_dir) / "supervisor.json") or {}
     url = state.get("url")
-    return url if isinstance(url, str) and state.get("pid") and _alive(state["pid"]) else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return url if isinstance(url, str) and state.get("pid") and psutil.pid_exists(state["pid"]) else None

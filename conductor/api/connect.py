@@ -16,15 +16,14 @@ from typing import Any
 from conductor import __version__
 from conductor.api.http import HttpError, Request, Response, Router
 from conductor.api.offsets import OffsetStore
-from conductor.api.validate import PLUGINS, validate
+from conductor.api.validate import HIDDEN, PLUGINS, validate
 from conductor.api.view import RESTARTING, STOPPED, ConnectorView, TaskView, read_view
 from conductor.commands import Command
 from conductor.config import ConnectorConfig, Secret
+from conductor.config.secrets import is_secret_key
 
 HEALTHY = "Worker has completed startup and is ready to handle requests."
 STARTING = "Worker is still starting up."
-HIDDEN = "[hidden]"  # Kafka Connect's Password.HIDDEN
-SECRET_WORDS = ("password", "jaas.config", "secret", "user.info", "api.key", "token")
 TASK_CLASS = {"aggregate": "conductor.tasks.AggregatorTask"}
 
 
@@ -232,8 +231,7 @@ class ConnectResources:
         """The config as given; secrets and anything read from a reference show as [hidden]."""
         shown = {}
         for key, value in self.config.raw.items():
-            secret = isinstance(value, Secret) or any(word in key.lower() for word in SECRET_WORDS)
-            shown[key] = HIDDEN if secret else str(value)
+            shown[key] = HIDDEN if isinstance(value, Secret) or is_secret_key(key) else str(value)
         return shown
 
     def task_class(self) -> str:

@@ -51,7 +51,7 @@ class StatusPage:
 
 def _task(task: Any, host: str) -> dict[str, Any]:
     slot, worker = task.slot, task.worker
-    current = worker.get("pid") == slot.get("pid") and slot.get("pid") is not None
+    current = task.current
     shown = {
         "id": task.id,
         "state": task.state,

@@ -9,7 +9,7 @@ from typing import Any
 from conductor.api.http import HttpError
 from conductor.config import keys as k
 from conductor.config import parse_config
-from conductor.config.secrets import Secret
+from conductor.config.secrets import Secret, is_secret_key
 from conductor.errors import ConfigError
 
 PLUGINS = (
@@ -17,8 +17,8 @@ PLUGINS = (
     "io.lenses.streamreactor.connect.cassandra.sink.CassandraSinkConnector",
     "conductor.aggregate",
 )
-HIDDEN = "[hidden]"
 PROBLEM_KEY = re.compile(r"([A-Za-z0-9_.-]+)(?:, [A-Za-z0-9_.-]+)*: ")
+HIDDEN = "[hidden]"  # Kafka Connect's Password.HIDDEN
 GENERAL = "connector.class"  # where a problem that names no key is shown
 
 
@@ -78,7 +78,7 @@ def _key_of(problem: str, given: dict[str, str]) -> str:
 
 
 def _entry(name: str, value: Any, default: str | None, errors: list[str]) -> dict[str, Any]:
-    secret = isinstance(value, Secret) or "password" in name.lower() or "jaas" in name.lower()
+    secret = isinstance(value, Secret) or is_secret_key(name)
     return {
         "definition": {
             "name": name,

@@ -26,6 +26,7 @@ class TaskView:
     slot: dict[str, Any]
     worker: dict[str, Any]  # {} before the worker wrote its file
     trace: str | None
+    current: bool  # the worker file is the running process's (not a predecessor's)
 
     def status(self, worker_id: str) -> dict[str, Any]:
         """Kafka Connect's TaskStatus: id, state, worker_id, and trace when FAILED."""
@@ -82,7 +83,7 @@ def _task(slot: dict[str, Any], worker: dict[str, Any]) -> TaskView:
         trace = (
             worker.get("trace") or worker.get("last_error") or f"the worker ended: {slot.get('last_exit')}"
         )
-    return TaskView(slot["worker_id"], state, slot, worker, trace)
+    return TaskView(slot["worker_id"], state, slot, worker, trace, current)
 
 
 def _task_state(slot: dict[str, Any], worker: dict[str, Any]) -> str:

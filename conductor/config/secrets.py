@@ -68,10 +68,14 @@ class Secret:
         return (Secret, (self._value,))
 
 
+SECRET_WORDS = ("password", "secret", "jaas.config", "user.info", "api.key", "token")
+
+
 def is_secret_key(key: str) -> bool:
-    """Password keys (``*.password``, ``ssl.*password*``), JAAS configs and ``*secret*`` keys."""
+    """Password keys (``*.password``, ``ssl.*password*``), JAAS configs, ``*secret*`` keys, and
+    credentials by other names (a registry's ``basic.auth.user.info``, API keys, tokens)."""
     lowered = key.lower()
-    return "password" in lowered or "secret" in lowered or lowered.endswith("jaas.config")
+    return any(word in lowered for word in SECRET_WORDS)
 
 
 def reveal(value: str | Secret) -> str:
