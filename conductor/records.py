@@ -99,31 +99,32 @@ def decode(message: Any) -> Record:
     return record_of(message, value)
 
 
-def decoder(value_envelope: bool = False, key_envelope: bool = False) -> Callable[[Any], Record]:
-    """The decode step for a connector's converters: `decode` itself for plain JSON values (the
-    per-record path stays as it was); with JsonConverter's schemas.enable=true, the envelope read
-    as its schema types it (conductor/connectjson.py), for the value, the key or both."""
-    if not value_envelope and not key_envelope:
+def decoder(
+    value_reader: Callable[[bytes], Any] | None = None, key_reader: Callable[[bytes], Any] | None = None
+) -> Callable[[Any], Record]:
+    """The decode step for a connector's converters (conductor/formats): `decode` itself for
+    plain JSON values and text keys (the per-record path stays as it was); else the value, the
+    key or both read by their converter. A value must come out an object (a struct)."""
+    if value_reader is None and key_reader is None:
         return decode
-    from conductor.connectjson import read_envelope
 
-    def decode_envelopes(message: Any) -> Record:
-        if value_envelope:
+    def decode_converted(message: Any) -> Record:
+        if value_reader is not None:
             raw, value = message.value, None
             if raw is not None:
-                value = read_envelope(raw, "value")
+                value = value_reader(raw)
                 if value is not None and type(value) is not dict:
                     raise RecordError(f"value is not an object (its schema gives {type(value).__name__})")
             record = record_of(message, value)
         else:
             record = decode(message)
-        if key_envelope and message.key is not None:
-            key = read_envelope(message.key, "key")
+        if key_reader is not None and message.key is not None:
+            key = key_reader(message.key)
             record.key = key.encode() if type(key) is str else orjson.dumps(key, default=str)
             record._key_object = key
         return record
 
-    return decode_envelopes
+    return decode_converted
 
 
 def record_of(message: Any, value: dict[str, Any] | None = None) -> Record:

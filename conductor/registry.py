@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 
@@ -51,6 +52,7 @@ class SchemaRegistry:
             token = base64.b64encode(reveal(user_info).encode()).decode()
             self._auth = f"Basic {token}"
         self._schemas: dict[int, RegisteredSchema] = {}
+        self._versions: dict[tuple[str, int], RegisteredSchema] = {}
         self._lock = threading.Lock()
 
     def schema(self, schema_id: int) -> RegisteredSchema:
@@ -70,6 +72,25 @@ class SchemaRegistry:
                     tuple(answer.get("references") or ()),
                 )
                 self._schemas[schema_id] = known
+        return known
+
+    def version(self, subject: object, version: object) -> RegisteredSchema:
+        """A schema another one references, by subject and version (kept, as ids are)."""
+        if not isinstance(subject, str) or not isinstance(version, int) or isinstance(version, bool):
+            raise UnknownSchema(f"a schema reference names subject {subject!r} version {version!r}")
+        known = self._versions.get((subject, version))
+        if known is None:
+            quoted = urllib.parse.quote(subject, safe="")
+            answer = self._get(
+                f"/subjects/{quoted}/versions/{version}", f"subject {subject!r} version {version}"
+            )
+            known = RegisteredSchema(
+                int(answer.get("id") or 0),
+                answer.get("schemaType") or "AVRO",
+                answer["schema"],
+                tuple(answer.get("references") or ()),
+            )
+            self._versions[(subject, version)] = known
         return known
 
     def _get(self, path: str, what: str) -> dict:

@@ -26,7 +26,9 @@ from conductor import exitcodes
 from conductor.admin import retrying
 from conductor.config import ConnectorConfig
 from conductor.errors import RecordError, TaskFailed
+from conductor.formats import readers
 from conductor.records import decoder, record_of
+from conductor.registry import RegistryUnavailable
 from conductor.workercontrol import WorkerControl
 from policies.deadletter import DeadLetterTopic
 from sinks.base import Failure
@@ -34,6 +36,7 @@ from tasks.aggregation import Outcome, PartitionState
 from tasks.changelog import StateKey, create_topics, purge_committed, read_changelogs
 from tasks.consumer import GroupMember, StopRequested, instance_id
 from tasks.metrics import Rate, Timings, WorkerMetrics
+from tasks.outage import Outage
 from tasks.regroup import Bundler, unbundle
 from tasks.topology import Topology
 
@@ -111,7 +114,9 @@ class AggregatorRun:
         self.last_error: str | None = None
         self.late_warned = -LATE_WARNING_S
         self.paused = False
-        self.decode = decoder()  # plain JSON: the config refuses schema'd JSON for the aggregator
+        self.decode = decoder(*readers(config, exact=False))
+        self.registry = Outage(worker_id, "the Schema Registry")
+        self.waiting_for_registry: str | None = None
         self.metrics = WorkerMetrics(control.state_dir / "metrics", config.name, worker_id)
         self.timings = Timings()
         self.rate = Rate()
@@ -143,7 +148,8 @@ class AggregatorRun:
                 if polled:
                     self.last_record = time.monotonic()
                     offsets = {tp: messages[-1].offset + 1 for tp, messages in polled.items()}
-                    self.transact(lambda outcome: self.count(polled, outcome), offsets)
+                    self.transact(lambda outcome: self.count(polled, outcome, offsets), offsets)
+                    self.wait_for_registry()
                 else:
                     self.close_idle_windows()
                 self.purge()
@@ -323,7 +329,16 @@ class AggregatorRun:
         self.take({(tp.topic, tp.partition) for tp in held})
         self.restore()
 
-    def count(self, polled: dict[Any, list[Any]], outcome: Outcome) -> None:
+    def wait_for_registry(self) -> None:
+        """A schema the registry could not give yet: its record, and those after it, are read
+        again once it answers (count() rewound them; nothing of theirs was committed)."""
+        if self.waiting_for_registry is not None:
+            reason, self.waiting_for_registry = self.waiting_for_registry, None
+            self.member.wait(self.registry.failed(reason))
+        elif self.registry:
+            self.registry.ended()
+
+    def count(self, polled: dict[Any, list[Any]], outcome: Outcome, offsets: dict[Any, int]) -> None:
         topology, bundles = self.topology, self.bundler.partitions
         chain = self.config.transforms  # None without transforms; bundles were transformed already
         decode = self.decode
@@ -345,6 +360,11 @@ class AggregatorRun:
                     self.counts["read"] += 1
                     self.tolerate(record_of(message), error)
                     continue
+                except RegistryUnavailable as error:
+                    self.waiting_for_registry = error.reason
+                    self.member.rewind(tp, message.offset)
+                    offsets[tp] = message.offset
+                    break
                 if record is None:
                     self.counts["read"] += 1  # dropped by a Filter
                     continue
@@ -492,7 +512,9 @@ class AggregatorRun:
         counts = {**self.counts, "commits_refused": self.member.refused_commits}
         self.metrics.update(counts, self.timings)
         self.control.record_state(
-            state="paused" if self.paused and state == "running" else state,
+            state=("paused" if self.paused else "waiting" if self.registry else state)
+            if state == "running"
+            else state,
             output_topics=sorted({plan.statement.output_topic for plan in self.topology.plans}),
             records_per_s=self.rate.per_second(now, self.counts["read"]),
             partitions=self.member.partitions(),
@@ -504,5 +526,6 @@ class AggregatorRun:
                 for (i, p), s in self.states.items()
             },
             last_error=self.last_error,
+            waiting_for=self.registry.state(),
             **self.counts,
         )

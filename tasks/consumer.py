@@ -252,6 +252,11 @@ class GroupMember:
         finally:
             self.resume_where_read()
 
+    def rewind(self, tp: TopicPartition, offset: int) -> None:
+        """Read `tp` again from `offset` (a record that could not be read yet, and those after it)."""
+        self.consumer.seek(tp, offset)
+        self.next_offsets[(tp.topic, tp.partition)] = offset
+
     def sit_out_pause(self) -> None:
         """The connector is paused: keep the partitions and read nothing until it is resumed
         (or stopped: StopRequested). The waits poll paused partitions, so the worker stays in

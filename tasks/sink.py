@@ -22,7 +22,9 @@ from typing import Any
 
 from conductor.config import ConnectorConfig
 from conductor.errors import RecordError, SinkUnavailable, TaskFailed
+from conductor.formats import readers
 from conductor.records import decoder, record_of
+from conductor.registry import RegistryUnavailable
 from conductor.routes import Route
 from policies import FOREVER, make_policy
 from policies.base import describe
@@ -62,7 +64,7 @@ class SinkTask:
         self.batch_records = config.worker.batch_max_records
         self.batch_bytes = config.worker.batch_max_bytes
         self.linger_s = config.worker.linger_ms / 1000
-        self.decode = decoder(config.value_schemas, config.key_schemas)
+        self.decode = decoder(*readers(config))
         self.pending = PendingBatch()
         self.in_flight: PendingBatch | None = None  # the batch being written, retried or committed
         self.counts = {
@@ -82,6 +84,7 @@ class SinkTask:
         self.last_error: str | None = None
         self.last_error_at: float | None = None
         self.store = Outage(self.worker_id, sink.where)
+        self.registry = Outage(self.worker_id, "the Schema Registry")  # a schema not yet known
 
     # -- poll, decode, route -------------------------------------------------------------------
 
@@ -102,10 +105,11 @@ class SinkTask:
         decode = self.decode
         rerouting = chain is not None and chain.routes
         writes, failures = pending.writes, pending.failures
+        waiting_for_registry = None
         for tp, messages in polled.items():
             size = 0
             topic_routes = routes.get(tp.topic)
-            for message in messages:
+            for n, message in enumerate(messages):
                 size += len(message.value or b"") + len(message.key or b"")
                 try:
                     record = decode(message)
@@ -114,6 +118,12 @@ class SinkTask:
                 except RecordError as error:
                     failures.append(Failure(record_of(message), None, error))
                     continue
+                except RegistryUnavailable as error:  # read this one and the rest again, later
+                    waiting_for_registry = error.reason
+                    self.member.rewind(tp, message.offset)
+                    size -= len(message.value or b"") + len(message.key or b"")
+                    messages = messages[:n]
+                    break
                 if record is None:
                     continue  # dropped by a Filter; its offset is committed with the partition's
                 if rerouting:
@@ -124,8 +134,13 @@ class SinkTask:
                     continue
                 for route in topic_routes:
                     writes.append((record, route))
-            pending.note((tp.topic, tp.partition), messages[-1].offset, len(messages), size)
-            self.counts["read"] += len(messages)
+            if messages:
+                pending.note((tp.topic, tp.partition), messages[-1].offset, len(messages), size)
+                self.counts["read"] += len(messages)
+        if waiting_for_registry is not None:
+            self.member.wait(self.registry.failed(waiting_for_registry))
+        elif self.registry:
+            self.registry.ended()
 
     def flush_due(self) -> bool:
         pending = self.pending

@@ -191,7 +191,7 @@ class WorkerRun:
         counts["commits_refused"] = member.refused_commits
         if self.metrics is not None:
             self.metrics.update(counts, task.timings)
-        waiting = task.store.state() or member.kafka.state()
+        waiting = task.store.state() or task.registry.state() or member.kafka.state()
         if state == "running" and (waiting or self.paused):
             state = "paused" if self.paused else "waiting"
         self.control.record_state(

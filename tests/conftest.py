@@ -130,6 +130,20 @@ def cassandra(servers: Servers) -> tuple[tuple[str, ...], int]:
     return servers.cassandra_hosts, servers.cassandra_port
 
 
+@pytest.fixture(scope="session")
+def schema_registry() -> str:
+    """The Schema Registry's URL (compose/local up schema-registry): started for this session if
+    it does not answer, and stopped after it."""
+    from support import registry
+
+    started = not registry.answers()
+    if started:
+        _launcher("up", "schema-registry").check_returncode()
+    yield registry.URL
+    if started:
+        _launcher("down", "schema-registry")
+
+
 @pytest.fixture
 def conductors(tmp_path: Path):
     """Start conductor processes; any still running at the end is killed (its group too)."""

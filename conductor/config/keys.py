@@ -128,9 +128,8 @@ CONSUMER_PREFIXES = ("consumer.override.", "consumer.")  # the first one given w
 PRODUCER_PREFIXES = ("producer.override.", "producer.")  # the dead-letter topic's producer
 ADMIN_PREFIXES = ("admin.override.", "admin.")  # creating the dead-letter topic
 TRANSFORM_PREFIXES = ("transforms.", "predicates.")  # each transform reads its own (transforms/)
+CONVERTER_PREFIXES = ("key.converter.", "value.converter.")  # read by config/converters.py
 NO_EFFECT_PREFIXES: dict[str, str] = {
-    "key.converter.": "only key.converter.schemas.enable is read",
-    "value.converter.": "only value.converter.schemas.enable is read",
     "header.converter.": "conductor reads header values as UTF-8 text",
 }
 KNOWN_PREFIXES = (
@@ -139,6 +138,7 @@ KNOWN_PREFIXES = (
     + PRODUCER_PREFIXES
     + ADMIN_PREFIXES
     + TRANSFORM_PREFIXES
+    + CONVERTER_PREFIXES
     + tuple(NO_EFFECT_PREFIXES)
 )
 

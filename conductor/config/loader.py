@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from conductor.config import keys as k
+from conductor.config.converters import converter_settings
 from conductor.config.readers import read_file, read_properties, scalar
 from conductor.config.secrets import REFERENCE, Resolver, Secret, reveal
 from conductor.config.sections import (
@@ -118,15 +119,10 @@ def _build(r: Reader, environ: Mapping[str, str]) -> dict[str, Any]:
     s.put("aggregate", k.CONDUCTOR + "aggregate.sql", aggregate_settings(r) if sink == AGGREGATE else None)
     s.put("errors", (), error_settings(r, prefix, topics))
     s.put("transforms", k.TRANSFORM_KEYS, _transforms(r, sink))
-    envelopes = _converters(r)
-    if sink == AGGREGATE and any(envelopes.values()):
-        r.problems.append(
-            "value.converter.schemas.enable, key.converter.schemas.enable: the aggregator reads plain JSON "
-            "only, for now; set them to false (schema'd JSON is read by the Elasticsearch and Cassandra "
-            "sinks)"
-        )
-    s.put("value_schemas", ("value.converter", "value.converter.schemas.enable"), envelopes["value"])
-    s.put("key_schemas", ("key.converter", "key.converter.schemas.enable"), envelopes["key"])
+    value_converter = converter_settings(r, "value")
+    key_converter = converter_settings(r, "key")
+    s.put("value_converter", ("value.converter",), value_converter)
+    s.put("key_converter", ("key.converter",), key_converter)
     _declared(r)
     elastic = elastic_settings(r) if sink == "elasticsearch" else None
     s.put("kafka", (), kafka_settings(r, f"connect-{name}", environ))
@@ -160,34 +156,6 @@ def _transforms(r: Reader, sink: str | None) -> Any:
             "statements read the topics they name; route with the SQL instead"
         )
     return chain
-
-
-def _converters(r: Reader) -> dict[str, bool]:
-    """conductor decodes JSON values, plain or in JsonConverter's schema envelope
-    (schemas.enable=true, JsonConverter's default), and keys as text or in that envelope: a
-    converter that would give Kafka Connect other data is refused, with what to set instead.
-    Which sides carry the envelope: {"value": bool, "key": bool}."""
-    envelopes = {}
-    for side in ("key", "value"):
-        key = f"{side}.converter"
-        schemas_key = f"{key}.schemas.enable"
-        converter = r.string(key)
-        schemas = r.boolean(schemas_key)
-        envelopes[side] = False
-        if converter == k.JSON_CONVERTER or (converter is None and schemas):
-            envelopes[side] = schemas is not False
-        elif converter == k.BYTES_CONVERTER and side == "value":
-            r.problems.append(
-                f"{key}: {converter} gives raw bytes, which no sink can write as a document or a row"
-            )
-        elif converter not in (None, k.STRING_CONVERTER, k.BYTES_CONVERTER):
-            r.problems.append(
-                f"{key}: {converter} is not supported yet; conductor reads JSON (JsonConverter, with or "
-                f"without schemas.enable) or StringConverter, and keys as text"
-            )
-        elif converter is not None and r.given(schemas_key):
-            r.no_effect(schemas_key, f"{key} is not JsonConverter")
-    return envelopes
 
 
 def _declared(r: Reader) -> None:

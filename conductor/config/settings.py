@@ -280,6 +280,27 @@ class RestSettings(Masked):
 
 
 @dataclass(frozen=True, repr=False)
+class ConverterSettings(Masked):
+    """How one side of a record (key or value) is read: Kafka Connect's `key.converter` and
+    `value.converter`, with their prefixed settings.
+
+    ``format``: "json" (plain JSON; a key is also taken as text), "connect-json" (JsonConverter's
+    {"schema", "payload"} envelope), or one of the Schema Registry formats "avro", "protobuf",
+    "json-schema", which name a ``registry_url``. ``options`` are the converter's own settings
+    conductor reads (conductor/formats)."""
+
+    format: str = "json"
+    registry_url: str | None = None
+    registry_user_info: Secret | None = None
+    options: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    masked: frozenset[str] = masked_field()
+
+    @property
+    def registered(self) -> bool:
+        return self.registry_url is not None
+
+
+@dataclass(frozen=True, repr=False)
 class ConnectorConfig(Masked):
     """One connector config, validated.
 
@@ -313,8 +334,8 @@ class ConnectorConfig(Masked):
     warnings: tuple[str, ...] = ()
     source: str = "config"
     transforms: Chain | None = None
-    value_schemas: bool = False  # values in JsonConverter's {"schema", "payload"} envelope
-    key_schemas: bool = False  # keys in that envelope
+    value_converter: ConverterSettings = ConverterSettings()
+    key_converter: ConverterSettings = ConverterSettings()
     masked: frozenset[str] = masked_field()
 
     @property

@@ -486,9 +486,10 @@ def test_worker_client_and_provider_keys_are_known() -> None:
     )
     assert config.kafka.consumer["max_poll_records"] == 100
     assert config.notices == (
+        "value.converter.schema.registry.url has no effect here: value.converter is "
+        "org.apache.kafka.connect.json.JsonConverter, which reads no schema.registry.url",
         "connect.elastic.tableprefix has no effect here: Stream-Reactor hands it to its HTTP client as a "
         "URL path prefix, which that client drops; index names come from the KCQL target",
-        "value.converter.schema.registry.url has no effect here: only value.converter.schemas.enable is read",
         "producer.override.acks has no effect here: conductor sets acks itself: the dead-letter producer "
         "waits for all replicas",
     )
@@ -501,7 +502,7 @@ def test_keys_conductor_cannot_honour_are_refused_or_reported() -> None:
     problems = problems_of(
         es(
             transforms="schema",
-            value_converter="io.confluent.connect.avro.AvroConverter",
+            value_converter="io.apicurio.registry.utils.converter.AvroConverter",
             **{"transforms.schema.type": schema_type},
         )
     )
@@ -510,8 +511,10 @@ def test_keys_conductor_cannot_honour_are_refused_or_reported() -> None:
         "has none of; conductor has: InsertField$Key, InsertField$Value,"
     )
     assert problems[1:] == [
-        "value.converter: io.confluent.connect.avro.AvroConverter is not supported yet; conductor reads JSON "
-        "(JsonConverter, with or without schemas.enable) or StringConverter, and keys as text",
+        "value.converter: io.apicurio.registry.utils.converter.AvroConverter is not supported; conductor reads "
+        "JsonConverter (with or without schemas.enable), StringConverter, and with a Schema Registry "
+        "io.confluent.connect.avro.AvroConverter, io.confluent.connect.protobuf.ProtobufConverter, "
+        "io.confluent.connect.json.JsonSchemaConverter",
     ]
     config = parse_config(
         es(
@@ -569,20 +572,8 @@ def test_jsonconverter_with_schemas_reads_the_envelope(
     config = parse_config(
         es(**{key.replace(".", "_"): value for key, value in converters.items()}), environ={}
     )
-    assert (config.value_schemas, config.key_schemas) == (value_schemas, key_schemas)
-
-
-def test_the_aggregator_refuses_schemad_json_for_now() -> None:
-    raw = {
-        "name": "agg",
-        "connector.class": "conductor.aggregate",
-        "topics": "readings",
-        "conductor.aggregate.sql": "INSERT INTO out SELECT COUNT(*) FROM readings",
-        "value.converter.schemas.enable": "true",
-    }
-    with pytest.raises(ConfigError) as refused:
-        parse_config(raw, environ={})
-    assert "the aggregator reads plain JSON only, for now" in refused.value.problems[0]
+    formats = (config.value_converter.format, config.key_converter.format)
+    assert formats == tuple("connect-json" if on else "json" for on in (value_schemas, key_schemas))
 
 
 def test_converters_conductor_reads_as_kafka_connect_would() -> None:

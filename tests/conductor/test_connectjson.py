@@ -11,9 +11,14 @@ from types import SimpleNamespace
 import orjson
 import pytest
 
-from conductor.connectjson import read_envelope
+from conductor.config.settings import ConverterSettings
 from conductor.errors import RecordError
+from conductor.formats import reader
+from conductor.formats.connectjson import read_envelope
 from conductor.records import decode, decoder
+
+VALUE = reader(ConverterSettings("connect-json"), "value", {})
+KEY = reader(ConverterSettings("connect-json"), "key", {})
 
 READING = {
     "type": "struct",
@@ -118,7 +123,7 @@ def test_a_decimal_given_as_a_number_and_a_map_with_non_string_keys():
 def test_no_schema_reads_the_payload_as_plain_json_and_no_bytes_is_a_tombstone():
     assert read_envelope(envelope({"a": 1}, None)) == {"a": 1}
     message = SimpleNamespace(topic="t", partition=0, offset=1, timestamp=0, key=None, value=None, headers=[])
-    assert decoder(True, False)(message).value is None
+    assert decoder(VALUE, None)(message).value is None
 
 
 @pytest.mark.parametrize(
@@ -148,7 +153,7 @@ def test_what_does_not_fit_its_schema_is_the_records_error(raw: bytes, says: str
 
 
 def test_the_decoder_reads_keys_and_values_and_keeps_plain_json_untouched():
-    assert decoder(False, False) is decode  # no envelope: the per-record path as it was
+    assert decoder(None, None) is decode  # no envelope: the per-record path as it was
     key_schema = {"type": "struct", "fields": [{"field": "id", "type": "string"}]}
     message = SimpleNamespace(
         topic="t",
@@ -159,12 +164,12 @@ def test_the_decoder_reads_keys_and_values_and_keeps_plain_json_untouched():
         value=envelope({"sensor_id": "s1", "celsius": 1.0, "at": 5}),
         headers=[],
     )
-    record = decoder(True, True)(message)
+    record = decoder(VALUE, KEY)(message)
     assert record.value["at"] == 5 and record.key_object() == {"id": "s1"}
     assert orjson.loads(record.key) == {"id": "s1"}
-    text_key = decoder(True, True)(
+    text_key = decoder(VALUE, KEY)(
         SimpleNamespace(**{**vars(message), "key": envelope("s1", {"type": "string"})})
     )
     assert text_key.key == b"s1" and text_key.key_text() == "s1"
     with pytest.raises(RecordError, match="value is not an object"):
-        decoder(True, False)(SimpleNamespace(**{**vars(message), "value": envelope(5, {"type": "int32"})}))
+        decoder(VALUE, None)(SimpleNamespace(**{**vars(message), "value": envelope(5, {"type": "int32"})}))

@@ -8,13 +8,12 @@ from __future__ import annotations
 import base64
 import http.server
 import os
-import subprocess
 import threading
 import uuid
 
 import orjson
 import pytest
-import requests
+from support.registry import register
 
 from conductor.registry import RegistryUnavailable, SchemaRegistry, UnknownSchema
 
@@ -25,27 +24,9 @@ URL = f"http://127.0.0.1:{os.environ.get('CONDUCTOR_SCHEMA_REGISTRY_PORT', '1808
 AVRO = {"type": "record", "name": "Reading", "fields": [{"name": "celsius", "type": "double"}]}
 
 
-@pytest.fixture(scope="module")
-def registry() -> str:
-    """The registry's URL; started for this module if it does not answer, stopped after."""
-    try:
-        requests.get(f"{URL}/subjects", timeout=2).raise_for_status()
-        started = False
-    except requests.RequestException:
-        subprocess.run([f"{ROOT}/compose/local", "up", "schema-registry"], check=True, timeout=600)
-        started = True
-    yield URL
-    if started:
-        subprocess.run([f"{ROOT}/compose/local", "down", "schema-registry"], check=True, timeout=120)
-
-
-def register(url: str, subject: str, schema: dict, schema_type: str | None = None) -> int:
-    body = {"schema": orjson.dumps(schema).decode()}
-    if schema_type:
-        body["schemaType"] = schema_type
-    answer = requests.post(f"{url}/subjects/{subject}/versions", json=body, timeout=10)
-    answer.raise_for_status()
-    return answer.json()["id"]
+@pytest.fixture
+def registry(schema_registry: str) -> str:
+    return schema_registry
 
 
 def test_a_schema_by_id_is_fetched_once_and_kept(registry):

@@ -20,19 +20,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
 import orjson
 
 from conductor.errors import RecordError
+from conductor.formats.spelling import DAY_MS, iso_date, time_of_day
 
 TIMESTAMP = "org.apache.kafka.connect.data.Timestamp"
 DATE = "org.apache.kafka.connect.data.Date"
 TIME = "org.apache.kafka.connect.data.Time"
 DECIMAL = "org.apache.kafka.connect.data.Decimal"
-EPOCH = date(1970, 1, 1)
 INTEGERS = {"int8": 8, "int16": 16, "int32": 32, "int64": 64}
 ENVELOPE = (
     'JsonConverter with schemas.enable requires "schema" and "payload" fields and may not contain '
@@ -134,22 +133,16 @@ def _date(schema: dict, value: Any, where: str) -> str:
         raise RecordError(
             f"{where}: invalid type for Date, underlying representation should be integer but was {_kind(value)}"
         )
-    try:
-        return (EPOCH + timedelta(days=value)).isoformat()
-    except OverflowError:
-        raise RecordError(f"{where}: {value} days from 1970-01-01 is not a date") from None
+    return iso_date(value, where)
 
 
 def _time(schema: dict, value: Any, where: str) -> str:
-    if type(value) is not int or not 0 <= value < 86_400_000:
+    if type(value) is not int or not 0 <= value < DAY_MS:
         raise RecordError(
             f"{where}: invalid type for Time, underlying representation should be integer milliseconds "
             f"within a day but was {value!r}"
         )
-    seconds, millis = divmod(value, 1000)
-    minutes, second = divmod(seconds, 60)
-    hour, minute = divmod(minutes, 60)
-    return f"{hour:02d}:{minute:02d}:{second:02d}.{millis:03d}"
+    return time_of_day(value, where)
 
 
 def _decimal(schema: dict, value: Any, where: str) -> Decimal:
