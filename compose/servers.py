@@ -258,6 +258,7 @@ def _cassandra_probe(server: Server) -> str:
 
 def _schema_registry_prepare(server: Server, paths: Paths) -> None:
     (paths.home / "tmp").mkdir(exist_ok=True)
+    paths.data.mkdir(parents=True, exist_ok=True)
 
 
 def _schema_registry_command(server: Server, paths: Paths, java: str) -> list[str]:
@@ -270,10 +271,12 @@ def _schema_registry_command(server: Server, paths: Paths, java: str) -> list[st
     settings = {
         "quarkus.http.host": "127.0.0.1",
         "quarkus.http.port": server.port,
-        # In-memory storage: an H2 database in the JVM (its default URL is jdbc:h2:mem:…), gone
-        # when the registry stops.
+        # An H2 database in a file under the run folder (Apicurio's default is in memory): the
+        # schemas and their ids outlive a restart, as they do in Confluent's registry (which
+        # keeps them in Kafka); a test stops the registry mid-run and starts it again.
         "apicurio.storage.kind": "sql",
         "apicurio.storage.sql.kind": "h2",
+        "apicurio.datasource.url": f"jdbc:h2:file:{paths.data / 'registry'}",
         # Confluent's Schema Registry checks BACKWARD compatibility unless told otherwise;
         # Apicurio checks nothing by default.
         "apicurio.rules.global.compatibility": "BACKWARD",
