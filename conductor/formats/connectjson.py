@@ -154,7 +154,7 @@ def _decimal(schema: dict, value: Any, where: str) -> Decimal:
         return Decimal(repr(value)) if type(value) is float else Decimal(value)
     if type(value) is str:
         unscaled = int.from_bytes(_base64(value, where), "big", signed=True)
-        return Decimal(unscaled).scaleb(-scale)
+        return Decimal(f"{unscaled}E{-scale}")  # exact, however many digits (scaleb rounds to 28)
     raise RecordError(
         f"{where}: invalid type for Decimal, underlying representation should be numeric or bytes but was "
         f"{_kind(value)}"

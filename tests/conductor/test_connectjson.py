@@ -173,3 +173,10 @@ def test_the_decoder_reads_keys_and_values_and_keeps_plain_json_untouched():
     assert text_key.key == b"s1" and text_key.key_text() == "s1"
     with pytest.raises(RecordError, match="value is not an object"):
         decoder(VALUE, None)(SimpleNamespace(**{**vars(message), "value": envelope(5, {"type": "int32"})}))
+
+
+def test_a_decimal_keeps_every_digit_past_python_s_default_28():
+    unscaled = 12345678901234567890123456789012345  # 35 digits
+    raw = base64.b64encode(unscaled.to_bytes(16, "big", signed=True)).decode()
+    schema = {"type": "bytes", "name": "org.apache.kafka.connect.data.Decimal", "parameters": {"scale": "5"}}
+    assert read_envelope(envelope(raw, schema)) == Decimal("123456789012345678901234567890.12345")
