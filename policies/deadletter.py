@@ -24,8 +24,8 @@ log = logging.getLogger("conductor.policy")
 STAGE_CONVERTER = "VALUE_CONVERTER"
 STAGE_TRANSFORM = "TRANSFORMATION"
 STAGE_PUT = "TASK_PUT"
-# The class Kafka Connect names in __connect.errors.class.name for each stage.
-CONVERTER_CLASS = "org.apache.kafka.connect.json.JsonConverter"
+# The class Kafka Connect names in __connect.errors.class.name for each stage (for the converter
+# stage, the connector's value.converter).
 TASK_CLASS = "org.apache.kafka.connect.sink.SinkTask"
 TRANSFORM_CLASS = "org.apache.kafka.connect.transforms.Transformation"
 REPLICATION_KEY = "errors.deadletterqueue.topic.replication.factor"
@@ -35,9 +35,15 @@ class DeadLetterTopic:
     """Built before the fork with settings only; `setup()` makes the producer in the worker."""
 
     def __init__(
-        self, settings: DeadLetterSettings, kafka: KafkaSettings, connector: str, task_id: int
+        self,
+        settings: DeadLetterSettings,
+        kafka: KafkaSettings,
+        connector: str,
+        task_id: int,
+        converter: str = "org.apache.kafka.connect.json.JsonConverter",
     ) -> None:
         self.settings = settings
+        self.converter = converter
         self.connector = connector
         self.task_id = task_id
         self.producer = KafkaProducerSink(kafka)
@@ -83,7 +89,7 @@ class DeadLetterTopic:
         if error.kind == "transform":
             stage, where = STAGE_TRANSFORM, TRANSFORM_CLASS
         elif failure.route is None:
-            stage, where = STAGE_CONVERTER, CONVERTER_CLASS
+            stage, where = STAGE_CONVERTER, self.converter
         else:
             stage, where = STAGE_PUT, TASK_CLASS
         context = {

@@ -89,7 +89,13 @@ class AggregatorRun:
         )
         self.member.while_waiting = self.report
         self.dead_letter = (
-            DeadLetterTopic(config.errors.dead_letter, config.kafka, config.name, worker_id)
+            DeadLetterTopic(
+                config.errors.dead_letter,
+                config.kafka,
+                config.name,
+                worker_id,
+                config.value_converter.converter,
+            )
             if config.errors.dead_letter is not None
             else None
         )

@@ -61,7 +61,13 @@ class SinkWorker:
         )
         dead_letter = None
         if config.errors.dead_letter is not None:
-            dead_letter = DeadLetterTopic(config.errors.dead_letter, config.kafka, config.name, worker_id)
+            dead_letter = DeadLetterTopic(
+                config.errors.dead_letter,
+                config.kafka,
+                config.name,
+                worker_id,
+                config.value_converter.converter,
+            )
         task = SinkTask(config, self.routes, self.sink, member, dead_letter)
         metrics = WorkerMetrics(control.state_dir / "metrics", config.name, worker_id)
         return WorkerRun(control, member, task, metrics)

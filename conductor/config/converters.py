@@ -54,7 +54,7 @@ def converter_settings(r: Reader, side: str) -> ConverterSettings:
     converter = r.string(key)
     given = sorted(name for name in r.values if name.startswith(prefix) and r.given(name))
     if converter in REGISTERED:
-        return _registered(r, side, REGISTERED[converter], given)
+        return _registered(r, side, converter, given)
     for name in given:
         if name != prefix + "schemas.enable":
             r.no_effect(
@@ -63,6 +63,7 @@ def converter_settings(r: Reader, side: str) -> ConverterSettings:
     schemas = r.boolean(prefix + "schemas.enable")
     if converter == k.JSON_CONVERTER or (converter is None and schemas):
         return ConverterSettings("connect-json" if schemas is not False else "json")
+    named = ConverterSettings(converter=converter) if converter else ConverterSettings()
     if converter == k.BYTES_CONVERTER and side == "value":
         r.problems.append(
             f"{key}: {converter} gives raw bytes, which no sink can write as a document or a row"
@@ -74,11 +75,12 @@ def converter_settings(r: Reader, side: str) -> ConverterSettings:
         )
     elif converter is not None and r.given(prefix + "schemas.enable"):
         r.no_effect(prefix + "schemas.enable", f"{key} is not JsonConverter")
-    return ConverterSettings("json")
+    return named
 
 
-def _registered(r: Reader, side: str, format: str, given: list[str]) -> ConverterSettings:
+def _registered(r: Reader, side: str, converter: str, given: list[str]) -> ConverterSettings:
     prefix = f"{side}.converter."
+    format = REGISTERED[converter]
     url = r.required(prefix + "schema.registry.url", why=f" for {r.string(prefix[:-1])}")
     urls = [part.strip() for part in url.split(",") if part.strip()]
     if len(urls) > 1:
@@ -100,7 +102,7 @@ def _registered(r: Reader, side: str, format: str, given: list[str]) -> Converte
             )
         else:
             r.warnings.append(f"unknown key {name!r}: {r.string(prefix[:-1])} has no setting {setting!r}")
-    return ConverterSettings(format, url, user_info, MappingProxyType(options))
+    return ConverterSettings(format, url, user_info, MappingProxyType(options), converter)
 
 
 def _credentials(r: Reader, prefix: str, url: str) -> tuple[str, Secret | None]:

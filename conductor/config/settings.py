@@ -286,13 +286,15 @@ class ConverterSettings(Masked):
 
     ``format``: "json" (plain JSON; a key is also taken as text), "connect-json" (JsonConverter's
     {"schema", "payload"} envelope), or one of the Schema Registry formats "avro", "protobuf",
-    "json-schema", which name a ``registry_url``. ``options`` are the converter's own settings
+    "json-schema", which name a ``registry_url``. ``converter`` is the Kafka Connect class given
+    (JsonConverter when none is). ``options`` are the converter's own settings
     conductor reads (conductor/formats)."""
 
     format: str = "json"
     registry_url: str | None = None
     registry_user_info: Secret | None = None
     options: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    converter: str = "org.apache.kafka.connect.json.JsonConverter"  # the class, as dead letters name it
     masked: frozenset[str] = masked_field()
 
     @property

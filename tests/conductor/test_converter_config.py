@@ -50,6 +50,7 @@ def test_each_registry_converter_names_its_format_and_registry():
             "http://keys:8081/",
         )
         assert config.value_converter.registry_user_info is None
+        assert config.value_converter.converter == converter  # as dead-letter headers name it
     plain = parse()
     assert (plain.value_converter.format, plain.key_converter.format) == ("json", "json")
 
