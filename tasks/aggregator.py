@@ -119,6 +119,7 @@ class AggregatorRun:
         self.state_due = 0.0
         self.last_error: str | None = None
         self.late_warned = -LATE_WARNING_S
+        self.skip_warned = -LATE_WARNING_S
         self.paused = False
         self.decode = decoder(*readers(config, exact=False))
         self.registry = Outage(worker_id, "the Schema Registry")
@@ -424,6 +425,14 @@ class AggregatorRun:
             raise TaskFailed(f"record {record.where}: {error.reason} (errors.tolerance=none)", error)
         self.counts["skipped"] += 1
         self.to_dead_letter(record, error)
+        now = time.monotonic()
+        if self.dead_letter is None and now >= self.skip_warned + LATE_WARNING_S:
+            # As the sink says what it skips, but once a minute at most: this is per record.
+            log.warning(
+                "worker %d: skipped (errors.tolerance=all) %s: %s; %d skipped so far",
+                self.worker_id, record.where, error.reason, self.counts["skipped"],
+            )  # fmt: skip
+            self.skip_warned = now
 
     def late(self, record: Any) -> None:
         self.counts["late"] += 1

@@ -11,9 +11,11 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 from elasticsearch import ApiError, Elasticsearch
@@ -320,3 +322,23 @@ def write_cassandra_config(
         },
         settings,
     )
+
+
+@contextmanager
+def cassandra_table(cassandra: tuple, columns: str) -> Iterator[tuple[Any, str]]:
+    """A fresh keyspace holding `readings (<columns>)`: (session, keyspace), dropped after."""
+    from cassandra.cluster import Cluster
+
+    hosts, port = cassandra
+    keyspace = unique("ks").replace("-", "_")
+    cluster = Cluster(list(hosts), port=port)
+    session = cluster.connect()
+    session.execute(
+        f"CREATE KEYSPACE {keyspace} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}"
+    )
+    session.execute(f"CREATE TABLE {keyspace}.readings ({columns})")
+    try:
+        yield session, keyspace
+    finally:
+        session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
+        cluster.shutdown()

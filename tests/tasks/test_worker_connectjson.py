@@ -11,9 +11,9 @@ from decimal import Decimal
 
 import orjson
 import pytest
-from cassandra.cluster import Cluster
 from elasticsearch import Elasticsearch
 from support.pipeline import (
+    cassandra_table,
     committed_offsets,
     create_topic,
     end_offsets,
@@ -123,18 +123,11 @@ def test_schemad_json_into_elasticsearch(kafka, elasticsearch, index, conductors
 
 
 def test_schemad_json_into_cassandra_columns(kafka, cassandra, conductors, tmp_path):
-    hosts, port = cassandra
-    keyspace = unique("ks").replace("-", "_")
-    cluster = Cluster(list(hosts), port=port)
-    session = cluster.connect()
-    session.execute(
-        f"CREATE KEYSPACE {keyspace} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}"
-    )
-    session.execute(
-        f"CREATE TABLE {keyspace}.readings (sensor_id text PRIMARY KEY, celsius double, at timestamp, "
-        "day date, price decimal, raw blob, room text)"
-    )
-    try:
+    with cassandra_table(
+        cassandra,
+        "sensor_id text PRIMARY KEY, celsius double, at timestamp, day date, "
+        "price decimal, raw blob, room text",
+    ) as (session, keyspace):
         topic = create_topic(kafka, partitions=1)
         dlq = unique("dlq")
         produce(kafka, topic, [*readings(3), (b"bad", BAD, AT)])
@@ -155,6 +148,3 @@ def test_schemad_json_into_cassandra_columns(kafka, cassandra, conductors, tmp_p
         assert row.price == Decimal(123_456_789_012_345_678 * 3).scaleb(-4)  # every digit
         assert (row.raw, row.room) == (bytes([2, 255]), "room-2")
         wait_for(lambda: end_offsets(kafka, dlq) == {0: 1}, 30, "the record that does not fit, dead-lettered")
-    finally:
-        session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
-        cluster.shutdown()

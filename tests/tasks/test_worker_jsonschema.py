@@ -10,9 +10,9 @@ from decimal import Decimal
 
 import orjson
 import pytest
-from cassandra.cluster import Cluster
 from elasticsearch import Elasticsearch
 from support.pipeline import (
+    cassandra_table,
     committed_offsets,
     create_topic,
     end_offsets,
@@ -104,18 +104,10 @@ def test_json_schema_readings_into_elasticsearch(
 
 
 def test_json_schema_readings_into_cassandra_columns(kafka, cassandra, schema_registry, conductors, tmp_path):
-    hosts, port = cassandra
-    keyspace = unique("ks").replace("-", "_")
-    cluster = Cluster(list(hosts), port=port)
-    session = cluster.connect()
-    session.execute(
-        f"CREATE KEYSPACE {keyspace} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}"
-    )
-    session.execute(
-        f"CREATE TABLE {keyspace}.readings (sensor_id text PRIMARY KEY, celsius double, at timestamp, "
-        "price decimal, humidity double, room text)"
-    )
-    try:
+    with cassandra_table(
+        cassandra,
+        "sensor_id text PRIMARY KEY, celsius double, at timestamp, price decimal, humidity double, room text",
+    ) as (session, keyspace):
         topic = create_topic(kafka, partitions=1)
         schema_id = registered(schema_registry, topic)
         records = [(f"s{n}".encode(), reading(schema_id, n), AT + n) for n in range(2)]
@@ -138,9 +130,6 @@ def test_json_schema_readings_into_cassandra_columns(kafka, cassandra, schema_re
         assert first.price == Decimal(f"{PRICE}1")  # every digit
         assert (first.humidity, first.room) == (None, "room-1")  # the null field: a null column
         assert (last.humidity, last.price) == (55.5, Decimal(f"{PRICE}2"))
-    finally:
-        session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
-        cluster.shutdown()
 
 
 def test_records_that_do_not_fit_their_schema_are_dead_lettered(

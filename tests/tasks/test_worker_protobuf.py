@@ -8,9 +8,9 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from cassandra.cluster import Cluster
 from elasticsearch import Elasticsearch
 from support.pipeline import (
+    cassandra_table,
     committed_offsets,
     create_topic,
     es_count,
@@ -114,18 +114,9 @@ def test_protobuf_into_elasticsearch(kafka, elasticsearch, index, schema_registr
 
 
 def test_protobuf_into_cassandra_columns(kafka, cassandra, schema_registry, conductors, tmp_path):
-    hosts, port = cassandra
-    keyspace = unique("ks").replace("-", "_")
-    cluster = Cluster(list(hosts), port=port)
-    session = cluster.connect()
-    session.execute(
-        f"CREATE KEYSPACE {keyspace} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}"
-    )
-    session.execute(
-        f"CREATE TABLE {keyspace}.readings (sensor_id text PRIMARY KEY, celsius double, at timestamp, "
-        "kind text, note text, room text)"
-    )
-    try:
+    with cassandra_table(
+        cassandra, "sensor_id text PRIMARY KEY, celsius double, at timestamp, kind text, note text, room text"
+    ) as (session, keyspace):
         topic = create_topic(kafka, partitions=1)
         produce(kafka, topic, readings(registered(schema_registry), 3))
         kcql = (
@@ -144,6 +135,3 @@ def test_protobuf_into_cassandra_columns(kafka, cassandra, schema_registry, cond
         found = {sensor: (r.celsius, r.at, r.kind, r.note, r.room) for sensor, r in rows().items()}
         assert found["s2"] == (20.5, moment(AT + 2), "INDOOR", "note 2", "room-2")
         assert found["s1"] == (20.25, moment(AT + 1), "OUTDOOR", None, None)  # no note, no place
-    finally:
-        session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
-        cluster.shutdown()
