@@ -346,7 +346,9 @@ def cassandra_settings(r: Reader) -> CassandraSettings | None:
     s.choice("load_balancing_policy", c + "load.balancing.policy", k.LOAD_BALANCING_POLICIES)
     s.put("max_in_flight", (c + "threadpool.size", "conductor.cassandra.max.in.flight"), _in_flight(r))
     s.integer("batch_size", c + "batch.size", default=100, minimum=1)
-    s.boolean("unlogged_batches", k.CONDUCTOR + "cassandra.unlogged.batches", default=False)
+    # Rows of one partition go in one UNLOGGED batch, as the DataStax sink sends them: a request
+    # per partition instead of one per row, on the replica that owns it.
+    s.boolean("unlogged_batches", k.CONDUCTOR + "cassandra.unlogged.batches", default=True)
     ssl = r.boolean(c + "ssl.enabled", default=False)
     client_cert = r.boolean(c + "ssl.client.cert.auth", default=False)
     if not ssl and r.given(c + "ssl.client.cert.auth"):

@@ -172,8 +172,8 @@ class CassandraSettings(Masked):
     consistency_level: str | None = None
     load_balancing_policy: str | None = None
     max_in_flight: int = 128  # requests a worker keeps in flight
-    batch_size: int = 100  # statements per unlogged batch (with unlogged_batches)
-    unlogged_batches: bool = False  # group a batch's rows by partition key
+    batch_size: int = 100  # statements per unlogged batch (connect.cassandra.batch.size)
+    unlogged_batches: bool = True  # group a batch's rows by partition key
     delete_enabled: bool = False
     delete_statement: str | None = None
     delete_key_fields: tuple[str, ...] = ()

@@ -58,7 +58,7 @@ SAMPLES: dict[str, tuple[str, Mapping[str, str | None]]] = {
     "conductor.batch.max.bytes": ("1000", {}),
     "conductor.batch.max.records": ("10", {}),
     "conductor.cassandra.max.in.flight": ("7", {}),
-    "conductor.cassandra.unlogged.batches": ("true", {}),
+    "conductor.cassandra.unlogged.batches": ("false", {}),
     "conductor.drain.timeout.s": ("3", {}),
     "conductor.index.suffix.clock": ("wallclock", {}),
     "conductor.linger.ms": ("5", {}),

@@ -144,6 +144,60 @@ def test_unlogged_batches_group_by_partition(session, keyspace, table, make_sink
     assert sink.last_write.requests == 100
 
 
+def test_batches_are_the_default_and_keep_each_rows_timestamp_and_ttl(session, keyspace, table, make_sink):
+    """Grouped by partition as the DataStax sink groups them; each row keeps its own USING
+    TIMESTAMP (the record's) and the route's TTL inside the batch."""
+    name = table()
+    r = route(f"INSERT INTO {name} SELECT * FROM readings TTL=3600")
+    sink = make_sink([r])
+    assert sink.settings.unlogged_batches
+    batch = [(record(n, reading(n), timestamp=TS + n), r) for n in range(200)]
+    assert sink.write(batch) == []
+    assert (sink.last_write.statements, sink.last_write.requests) == (200, 50)  # 50 sensors
+    found = session.execute(f"SELECT ts, WRITETIME(celsius), TTL(celsius) FROM {keyspace}.{name}")
+    writetimes = {int(row.ts.replace(tzinfo=UTC).timestamp() * 1000) - TS: row[1] for row in found}
+    assert writetimes == {n: (TS + n) * 1000 + n for n in range(200)}
+    ttl = session.execute(f"SELECT TTL(celsius) FROM {keyspace}.{name} LIMIT 1").one()[0]
+    assert 3500 < ttl <= 3600
+
+
+def test_a_delete_and_an_insert_of_one_key_in_one_batch_keep_record_order(session, keyspace, table, make_sink):
+    """Decided: the record order is kept by each statement's write timestamp (Kafka timestamp in
+    us + offset % 1000), not by the order statements reach Cassandra, which batching changes.
+    Within one millisecond the later offset is the later write, so insert-then-delete leaves no
+    row and delete-then-insert leaves the row (a tie, which tombstones would win, needs two
+    records of one key 1000 offsets apart in the same millisecond)."""
+    name = table("(sensor_id text PRIMARY KEY, celsius double)")
+    r = route(f"INSERT INTO {name} SELECT * FROM readings")
+    sink = make_sink([r], delete_enabled=True, delete_statement=f"DELETE FROM {name} WHERE sensor_id = ?")
+    batch = [
+        (record(1, {"sensor_id": "gone", "celsius": 1.0}), r),
+        (record(2, None, key=b"gone"), r),  # inserted, then deleted
+        (record(3, None, key=b"back"), r),
+        (record(4, {"sensor_id": "back", "celsius": 2.0}), r),  # deleted, then inserted
+        *[(record(10 + n, {"sensor_id": "gone", "celsius": 0.5}, timestamp=TS - 1), r) for n in range(3)],
+    ]
+    assert sink.write(batch) == []
+    assert sink.last_write.requests < sink.last_write.statements  # some statements went in batches
+    remaining = {row.sensor_id: row.celsius for row in session.execute(f"SELECT * FROM {keyspace}.{name}")}
+    assert remaining == {"back": 2.0}  # the older inserts of "gone" (earlier timestamp) stay deleted
+
+
+def test_a_batch_cassandra_refuses_is_written_row_by_row(session, keyspace, table, make_sink):
+    """One statement Cassandra refuses (a clustering key over 64 KiB) spoils its whole batch:
+    the batch's other rows are written one by one and only that record fails."""
+    name = table("(sensor_id text, tag text, celsius double, PRIMARY KEY ((sensor_id), tag))")
+    r = route(f"INSERT INTO {name} SELECT * FROM readings")
+    sink = make_sink([r])
+    batch = [(record(n, {"sensor_id": "s", "tag": f"t{n}", "celsius": float(n)}), r) for n in range(10)]
+    batch[4] = (record(4, {"sensor_id": "s", "tag": "x" * 70_000, "celsius": 4.0}), r)
+    failures = sink.write(batch)
+    assert [(f.record.offset, type(f.error)) for f in failures] == [(4, RecordError)]
+    assert "Cassandra refused the write" in failures[0].error.reason
+    assert count(session, keyspace, name) == 9
+    assert sink.last_write.requests == 1 + 10  # the batch, then each of its statements alone
+
+
 def test_two_statements_on_one_topic_write_both_tables(session, keyspace, table, make_sink):
     first, second = table(), table("(sensor_id text PRIMARY KEY, celsius double)")
     routes = [
@@ -471,17 +525,24 @@ def write_timeout() -> WriteTimeout:
     )
 
 
-def test_timeouts_come_back_retriable_and_write_on_the_next_try(session, keyspace, table, make_sink):
-    """One attempt per write(): the worker writes the timed-out records again (tasks/sink.py)."""
+@pytest.mark.parametrize(
+    ("unlogged_batches", "timed_out"),
+    [(True, 32), (False, 33)],  # 50 batches of a sensor's 2 rows, 16 time out; or 100 rows, 33 do
+)
+def test_timeouts_come_back_retriable_and_write_on_the_next_try(
+    session, keyspace, table, make_sink, unlogged_batches, timed_out
+):
+    """One attempt per write(): the worker writes the timed-out records again (tasks/sink.py);
+    a batch that timed out comes back whole."""
     name = table()
     r = route(f"INSERT INTO {name} SELECT * FROM readings")
-    sink = make_sink([r])
+    sink = make_sink([r], unlogged_batches=unlogged_batches)
     sink.session = FaultySession(sink.session, lambda n: write_timeout() if n % 3 == 0 else None)
     batch = [(record(n, reading(n)), r) for n in range(100)]
     failures = sink.write(batch)
-    assert len(failures) == 33 and all(isinstance(f.error, RetriableRecordError) for f in failures)
+    assert len(failures) == timed_out and all(isinstance(f.error, RetriableRecordError) for f in failures)
     assert "WriteTimeout" in failures[0].error.reason
-    assert count(session, keyspace, name) == 67
+    assert count(session, keyspace, name) == 100 - timed_out
     sink.session = sink.session.real
     assert sink.write([(f.record, f.route) for f in failures]) == []
     assert count(session, keyspace, name) == 100
