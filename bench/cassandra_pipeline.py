@@ -10,10 +10,11 @@ One run:
   2. the limit: the same rows (same columns and values, same `USING TIMESTAMP` = the record's
      Kafka timestamp in microseconds + offset % 1000, as sinks/cassandra.py writes them) written
      by the driver's `execute_concurrent_with_args` with a prepared INSERT at a few concurrency
-     levels, in this process or in 2 processes sharing the rows; the fastest is the limit. A
-     reference row (not the limit) writes them as UNLOGGED batches per partition, a mode
-     conductor's sink has but its config cannot switch on;
-  3. per worker count: `conductor start --workers W` on a fresh connector name (fresh consumer
+     levels, in this process or in 2 processes sharing the rows, and as UNLOGGED batches of one
+     partition grouped as a worker groups them (per Kafka partition, per 2,000 records); the
+     fastest is the limit. A reference row (not the limit) groups all of a sensor's rows;
+  3. per worker count: `conductor start --workers W` (and with --per-row, once more with
+     conductor.cassandra.unlogged.batches=false) on a fresh connector name (fresh consumer
      group from offset 0) and a truncated table, timed from the process start until Cassandra
      holds N rows, and until the group has committed every offset; CPU and RSS of the supervisor
      and every worker are sampled meanwhile; then SIGTERM and a check that it exits 0;
@@ -301,7 +302,7 @@ class WriteCountPoller(CountPoller):
         interval: float,
         fast_interval: float,
         exact: bool,
-        rows_per_write: float = 1.0,
+        rows_per_write: float | None = 1.0,
     ) -> None:
         super().__init__(target, interval, fast_interval)
         self.store = Store(host, port, keyspace)
@@ -322,6 +323,8 @@ class WriteCountPoller(CountPoller):
 
     def count(self) -> int:
         try:
+            if self.rows_per_write is None:
+                return self.counted()
             written = min(self.target, round((self.writes() - self.base) * self.rows_per_write))
             if written < self.target or not self.exact:
                 return written
@@ -336,6 +339,15 @@ class WriteCountPoller(CountPoller):
             self.errors += 1
             return self.samples[-1][1] if self.samples else 0
 
+    def counted(self) -> int:
+        """Rows by SELECT COUNT(*), at most every EXACT_EVERY_S: for batched writes, where a
+        write (one partition's batch) holds an unknown number of rows."""
+        if time.monotonic() - self.exact_at >= EXACT_EVERY_S:
+            self.exact_at = time.monotonic()
+            self.last_counted = self.store.count()
+            self.exact_seconds.append(time.monotonic() - self.exact_at)
+        return getattr(self, "last_counted", 0)
+
     def close(self) -> None:
         self.store.close()
 
@@ -343,8 +355,9 @@ class WriteCountPoller(CountPoller):
 # -- the limit: the driver straight into Cassandra ----------------------------------------------
 
 
-VARIANTS = ("concurrent", "unlogged")
+VARIANTS = ("concurrent", "grouped", "unlogged")
 BATCH_CONCURRENCY = 128  # the sink's in-flight window (sinks/cassandra.py max_in_flight)
+WORKER_BATCH = 2000  # records a Cassandra worker writes at once (conductor/config CASSANDRA_WORKER_BATCH)
 
 
 def variant_label(variant: tuple[str, int, int]) -> str:
@@ -353,6 +366,11 @@ def variant_label(variant: tuple[str, int, int]) -> str:
         return (
             f"reference, not the limit: UNLOGGED batches of <= {size} rows of one partition, "
             f"execute_concurrent concurrency {BATCH_CONCURRENCY}"
+        )
+    if kind == "grouped":
+        return (
+            f"UNLOGGED batches of <= {size} rows of one partition within each {WORKER_BATCH:,} records of a "
+            f"Kafka partition (as a worker groups them), execute_concurrent concurrency {BATCH_CONCURRENCY}"
         )
     label = f"execute_concurrent_with_args, prepared INSERT, concurrency {size}"
     return label + (f" in each of {processes} processes" if processes > 1 else "")
@@ -365,8 +383,29 @@ def unlogged_batches(
     by_sensor: dict[str, list[tuple[Any, ...]]] = {}
     for row in rows:
         by_sensor.setdefault(row[0], []).append(row)
+    return _batches(prepared, by_sensor.values(), size)
+
+
+def worker_batches(prepared: Any, data: Dataset, size: int) -> list[tuple[BatchStatement, None]]:
+    """The rows grouped as a worker groups them, not better: each Kafka partition's records in
+    runs of WORKER_BATCH (one write of the sink), and within a run by sensor, in UNLOGGED batches
+    of at most `size` rows (sinks/cassandra.py grouped())."""
+    by_partition: dict[int, list[tuple[Any, ...]]] = {}
+    for row, (partition, _) in zip(data.rows, data.placed, strict=True):
+        by_partition.setdefault(partition, []).append(row)
+    groups: list[list[tuple[Any, ...]]] = []
+    for rows in by_partition.values():
+        for start in range(0, len(rows), WORKER_BATCH):
+            by_sensor: dict[str, list[tuple[Any, ...]]] = {}
+            for row in rows[start : start + WORKER_BATCH]:
+                by_sensor.setdefault(row[0], []).append(row)
+            groups += by_sensor.values()
+    return _batches(prepared, groups, size)
+
+
+def _batches(prepared: Any, groups: Any, size: int) -> list[tuple[BatchStatement, None]]:
     batches = []
-    for group in by_sensor.values():
+    for group in groups:
         for start in range(0, len(group), size):
             batch = BatchStatement(BatchType.UNLOGGED)
             for row in group[start : start + size]:
@@ -396,7 +435,7 @@ def measure_limit(
     wait_for_cassandra(args)
     result = Result(
         f"limit: {variant_label(variant)}",
-        "limit" if kind == "concurrent" else "reference",
+        "reference" if kind == "unlogged" else "limit",
         data.count,
         variant=variant,
     )
@@ -405,7 +444,13 @@ def measure_limit(
     prepared = session.prepare(insert_cql(data.keyspace))
     prepared.is_idempotent = True  # as the sink's
     # the statements are ready before the clock, as the rows are; so are the other processes
-    batches = unlogged_batches(prepared, data.rows, size) if kind == "unlogged" else []
+    batches = (
+        unlogged_batches(prepared, data.rows, size)
+        if kind == "unlogged"
+        else worker_batches(prepared, data, size)
+        if kind == "grouped"
+        else []
+    )
     rows_per_write = data.count / len(batches) if batches else 1.0
     helpers = Helpers(args, data, size, processes) if processes > 1 else None
     poller = BackgroundPoller(
@@ -561,7 +606,14 @@ def _write_share(
 # -- conductor end to end ----------------------------------------------------------------------------
 
 
-def write_config(directory: Path, name: str, data: Dataset, args: argparse.Namespace, workers: int) -> Path:
+def write_config(
+    directory: Path,
+    name: str,
+    data: Dataset,
+    args: argparse.Namespace,
+    workers: int,
+    extra: Sequence[str] = (),
+) -> Path:
     """examples/cassandra-sink.properties, on this run's topic and keyspace."""
     return write_properties(
         directory,
@@ -580,6 +632,7 @@ def write_config(directory: Path, name: str, data: Dataset, args: argparse.Names
             "connect.cassandra.max.retries=10",
             "connect.cassandra.retry.interval=5000",
             *args.conductor_setting,
+            *extra,
         ],
     )
 
@@ -625,12 +678,16 @@ def conductor_run(
     server: ServerCpu,
     groups: list[str],
     attempt: int = 0,
+    per_row: bool = False,
 ) -> Result:
+    """conductor with its defaults (rows of a partition in UNLOGGED batches), or `per_row`
+    (conductor.cassandra.unlogged.batches=false: a statement per row)."""
     wait_for_cassandra(args)
     name = conductor_name(run_id, workers, attempt)
     groups.append(f"connect-{name}")
     store.truncate()
-    config = write_config(workdir, name, data, args, workers)
+    extra = ["conductor.cassandra.unlogged.batches=false"] if per_row else []
+    config = write_config(workdir, name, data, args, workers, extra)
     poller = WriteCountPoller(
         args.cassandra_host,
         args.cassandra_port,
@@ -639,6 +696,7 @@ def conductor_run(
         args.poll,
         args.fast_poll,
         exact=True,
+        rows_per_write=1.0 if per_row else None,  # a batch's rows are unknown: COUNT(*) each second
     )
     commits = Commits(args.kafka, f"connect-{name}", data.end_offsets, data.topic)
     try:
@@ -656,6 +714,8 @@ def conductor_run(
         )
     finally:
         commits.close()
+    if per_row:
+        result.label += ", conductor.cassandra.unlogged.batches=false (a statement per row)"
     if result.committed_s is None:
         result.notes.append(f"not every offset committed: {commits.describe()}")
     if poller.exact_seconds:
@@ -819,12 +879,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--limit-variants",
-        default="concurrent:64,concurrent:128,concurrent:256,concurrent:512,concurrent:128x2,unlogged:100",
+        default="concurrent:128,concurrent:128x2,grouped:100,unlogged:100",
         help="driver variants for the limit: concurrent:CONCURRENCY[xPROCESSES] "
-        "(execute_concurrent_with_args, in 1 or more processes sharing the rows) or "
-        "unlogged:ROWS (UNLOGGED batches per partition; a reference row, never the limit)",
+        "(execute_concurrent_with_args, in 1 or more processes sharing the rows), grouped:ROWS "
+        "(UNLOGGED batches per partition within each worker batch, as the sink groups them) or "
+        "unlogged:ROWS (all of a partition's rows grouped; a reference row, never the limit)",
     )
     parser.add_argument("--cassandra", default="127.0.0.1:19042", help="host:port (default 127.0.0.1:19042)")
+    parser.add_argument(
+        "--per-row",
+        action="store_true",
+        help="also run each worker count with conductor.cassandra.unlogged.batches=false",
+    )
     add_run_arguments(parser, poll=0.5, fast_poll=0.1, what="write count")
     add_profile_arguments(parser)
     add_output_arguments(parser, keep_help="keep the topic (the keyspace is always dropped)")
@@ -836,7 +902,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     for spec in args.limit_variants.split(","):
         kind, _, number = spec.strip().partition(":")
         size, _, processes = number.partition("x")
-        if kind not in VARIANTS or (kind == "unlogged" and processes):
+        if kind not in VARIANTS or (kind != "concurrent" and processes):
             parser.error(f"unknown limit variant {spec!r}")
         args.variants.append((kind, int(size or (128 if kind == "concurrent" else 100)), int(processes or 1)))
     return args
@@ -904,30 +970,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         limit = max(good, key=lambda r: r.rate, default=None)
 
         for workers in args.worker_counts:
-            adjacent = None
-            if limit is not None and args.adjacent_limit:
-                adjacent = cassandra_retried(
-                    args, lambda attempt: measure_limit(args, data, store, limit.variant, server.copy())
+            for per_row in (False, True) if args.per_row else (False,):
+                adjacent = None
+                if limit is not None and args.adjacent_limit:
+                    adjacent = cassandra_retried(
+                        args, lambda attempt: measure_limit(args, data, store, limit.variant, server.copy())
+                    )
+                    adjacent.label = f"limit again, before --workers {workers}"
+                    print(f"  {adjacent.label}: {adjacent.rate:,.0f} rec/s, ok={adjacent.ok}", flush=True)
+                r = cassandra_retried(
+                    args,
+                    lambda attempt: conductor_run(
+                        args, data, store, workers, run_id, workdir, server.copy(), groups, attempt, per_row
+                    ),
                 )
-                adjacent.label = f"limit again, before --workers {workers}"
-                print(f"  {adjacent.label}: {adjacent.rate:,.0f} rec/s, ok={adjacent.ok}", flush=True)
-            r = cassandra_retried(
-                args,
-                lambda attempt: conductor_run(
-                    args, data, store, workers, run_id, workdir, server.copy(), groups, attempt
-                ),
-            )
-            r.adjacent = adjacent
-            results.append(r)
-            pct = f"{percent(r, limit)} of limit" if limit and r.ok else ""
-            print(
-                f"  {r.label}: {r.rate:,.0f} rec/s, steady {fmt(r.steady)}, {pct}, "
-                f"all committed at {fmt(r.committed_s, '.1f')}s, CPU {r.per_million(r.client_cpu):.1f} s/M, "
-                f"RSS {fmt(r.rss_mib, '.0f')} MiB, ok={r.ok}",
-                flush=True,
-            )
-            for note in r.notes:
-                print(f"    {note}", flush=True)
+                r.adjacent = adjacent
+                results.append(r)
+                pct = f"{percent(r, limit)} of limit" if limit and r.ok else ""
+                print(
+                    f"  {r.label}: {r.rate:,.0f} rec/s, steady {fmt(r.steady)}, {pct}, "
+                    f"all committed at {fmt(r.committed_s, '.1f')}s, CPU {r.per_million(r.client_cpu):.1f} s/M, "
+                    f"RSS {fmt(r.rss_mib, '.0f')} MiB, ok={r.ok}",
+                    flush=True,
+                )
+                for note in r.notes:
+                    print(f"    {note}", flush=True)
 
         if args.profile:
             r, text, stats = cassandra_retried(
