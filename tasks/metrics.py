@@ -47,6 +47,7 @@ class WorkerMetrics:
     """Made in the worker process, after the fork."""
 
     def __init__(self, folder: Path, connector: str, worker_id: int) -> None:
+        folder.mkdir(parents=True, exist_ok=True)  # made by the supervisor, but not for a worker run alone
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
         from prometheus_client import Counter, Gauge, Histogram, values
 
