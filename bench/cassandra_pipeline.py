@@ -891,6 +891,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="also run each worker count with conductor.cassandra.unlogged.batches=false",
     )
+    parser.add_argument(
+        "--reference",
+        action="store_true",
+        help="also run the DataStax Kafka sink in Kafka Connect 4.1 on the same data (bench/cassandra_reference.py; "
+        "built on first use into ~/.cache/conductor/peers)",
+    )
+    from cassandra_reference import add_reference_arguments  # it imports this module: here, not at the top
+
+    add_reference_arguments(parser)
+    parser.set_defaults(progress="count")  # rows counted every second, as conductor's batched runs are
     add_run_arguments(parser, poll=0.5, fast_poll=0.1, what="write count")
     add_profile_arguments(parser)
     add_output_arguments(parser, keep_help="keep the topic (the keyspace is always dropped)")
@@ -995,6 +1005,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 for note in r.notes:
                     print(f"    {note}", flush=True)
+
+        if args.reference:
+            from cassandra_reference import ensure_setup, run_reference
+
+            setup = ensure_setup(args)
+            r = cassandra_retried(
+                args,
+                lambda attempt: run_reference(args, data, store, server.copy(), groups, setup, 3, attempt),
+            )
+            results.append(r)
+            print(f"  {r.label}: {r.rate:,.0f} rec/s, steady {fmt(r.steady)}, ok={r.ok}", flush=True)
+            for note in r.notes:
+                print(f"    {note}", flush=True)
 
         if args.profile:
             r, text, stats = cassandra_retried(
