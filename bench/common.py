@@ -774,7 +774,12 @@ def render(
 
 
 def kafka_version(kafka_proc: psutil.Process | None) -> str:
-    cmdline = " ".join(kafka_proc.cmdline()) if kafka_proc else ""
+    if kafka_proc is not None and not kafka_proc.is_running():  # restarted since: ask the new one
+        kafka_proc = find_process(KAFKA.needle)
+    try:
+        cmdline = " ".join(kafka_proc.cmdline()) if kafka_proc else ""
+    except psutil.Error:
+        cmdline = ""
     match = re.search(r"kafka[_-](\d+\.\d+\.\d+)", cmdline)
     return match.group(1) if match else "unknown"
 
