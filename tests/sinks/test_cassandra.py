@@ -161,7 +161,9 @@ def test_batches_are_the_default_and_keep_each_rows_timestamp_and_ttl(session, k
     assert 3500 < ttl <= 3600
 
 
-def test_a_delete_and_an_insert_of_one_key_in_one_batch_keep_record_order(session, keyspace, table, make_sink):
+def test_a_delete_and_an_insert_of_one_key_in_one_batch_keep_record_order(
+    session, keyspace, table, make_sink
+):
     """Decided: the record order is kept by each statement's write timestamp (Kafka timestamp in
     us + offset % 1000), not by the order statements reach Cassandra, which batching changes.
     Within one millisecond the later offset is the later write, so insert-then-delete leaves no
