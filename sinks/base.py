@@ -7,19 +7,25 @@ it raises SinkUnavailable when the store could not be reached (nothing of the ba
 known to be written: write it again), or returns the records the store refused, each with
 its reason; everything not returned was written. A sink never waits to try again: the worker
 does, so that it stays a live member of its consumer group meanwhile (tasks/sink.py).
+
+The worker overlaps a write with its next poll: `prepare()` runs on the worker's thread, maybe
+while the attempt of the batch before is in flight (so it must not change what an attempt
+reads); the attempts run on the worker's writer thread (tasks/writer.py), one at a time.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from conductor.errors import RecordError
 from conductor.records import Record
 from conductor.routes import Route
 
 Batch = Sequence[tuple[Record, Route]]
+Attempt = Callable[[], "list[Failure]"]  # one write() of a prepared batch
 
 
 @dataclass(slots=True)
@@ -73,6 +79,12 @@ class Sink(ABC):
     @abstractmethod
     def write(self, batch: Batch) -> list[Failure]:
         """Write the batch once; return the records that were refused."""
+
+    def prepare(self, batch: Batch) -> Attempt:
+        """write() in two parts: what needs no store is done here (the request bodies), the
+        attempt returned talks to the store and returns what write() returns. By default
+        all of it happens in the attempt."""
+        return partial(self.write, batch)
 
     def close(self) -> None:  # noqa: B027 - optional: a sink without a client has nothing to release
         """Release the client."""

@@ -1,8 +1,10 @@
 """The Elasticsearch sink: KCQL routes to `_bulk` requests, every response item read.
 
-Each record becomes one bulk action (index, update-as-upsert or delete) serialized once with
-orjson; the actions are sent as raw NDJSON in requests bounded by an action count and a byte
-size. Document ids are deterministic (the PK, else topic-partition-offset), so a batch that is
+Each record becomes one bulk action (index, update-as-upsert or delete): its document
+serialized once with orjson, behind an action line made from a template kept per index. The
+actions are sent as raw NDJSON in requests bounded by an action count and a byte size; the
+bodies are built by prepare() on the worker's thread, and the attempt only sends them.
+Document ids are deterministic (the PK, else topic-partition-offset), so a batch that is
 written again after a crash or a retry overwrites itself.
 
 What write() promises (see sinks/base.py): a record is either written, or returned as a
@@ -16,8 +18,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import orjson
@@ -30,7 +33,7 @@ from conductor.errors import RecordError, RetriableRecordError, SinkUnavailable
 from conductor.kcql import compile_suffix
 from conductor.records import Record
 from conductor.routes import Route
-from sinks.base import Batch, Failure, Sink
+from sinks.base import Attempt, Batch, Failure, Sink
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +56,13 @@ MIN_REQUEST_TIMEOUT_S = 1.0
 # (what is not sent by then comes back retriable, and the worker writes it again).
 ATTEMPT_S = 60.0
 NL = b"\n"
+NEWLINE_AFTER = orjson.OPT_APPEND_NEWLINE
 # Only what reading the items needs: on success Elasticsearch answers ~25 bytes per item
 # instead of ~200, which the worker would otherwise parse for every document it writes.
 BULK_PATH = "/_bulk?filter_path=errors,items.*.status,items.*.error"
+# ... and an answer that begins so has nothing to read in its items: it is not parsed at all.
+NO_ERRORS = b'{"errors":false,'
+MAX_HEADS = 1000  # action line templates kept per route (one per index name)
 
 # (the NDJSON lines of one bulk action, its record, its route)
 Action = tuple[bytes, Record, Route]
@@ -81,9 +88,18 @@ class RoutePlan:
     on_null: str
     index_of: Callable[[Record, int], str]
     id_of: Callable[[Record], str]
-    pipeline: str | None
+    body_of: Callable[[Record], Any]  # the document line's object
+    tail: bytes  # the action line after the document id
     autocreate: bool
     pk_from_value: bool
+    heads: dict[str, bytes] = field(default_factory=dict)  # index -> action line up to the id
+
+    def head(self, index: str) -> bytes:
+        """`{"index":{"_index":"<index>","_id":` (or update), made once per index name."""
+        if len(self.heads) >= MAX_HEADS:  # a target read from the records can name many
+            self.heads.clear()
+        head = self.heads[index] = b'{"%b":{"_index":%b,"_id":' % (self.op.encode(), orjson.dumps(index))
+        return head
 
 
 def null_behaviour(route: Route) -> str:
@@ -93,31 +109,42 @@ def null_behaviour(route: Route) -> str:
 def plan_route(route: Route, settings: ElasticsearchSettings) -> RoutePlan:
     statement = route.statement
     target = route.target
-    if statement.index_suffix is None:
+    if statement.target.is_dynamic:
         index_of = lambda record, now_ms: target(record)
     else:
-        suffix = compile_suffix(statement.index_suffix)
+        name = statement.target.name
+        index_of = lambda record, now_ms: name
+    if statement.index_suffix is not None:
+        suffix, named = compile_suffix(statement.index_suffix), index_of
         if settings.suffix_clock == "wallclock":
-            index_of = lambda record, now_ms: target(record) + suffix(now_ms)
+            index_of = lambda record, now_ms: named(record, now_ms) + suffix(now_ms)
         else:
 
             def index_of(record: Record, now_ms: int) -> str:
                 stamp = record.timestamp
-                return target(record) + suffix(stamp if stamp >= 0 else now_ms)
+                return named(record, now_ms) + suffix(stamp if stamp >= 0 else now_ms)
 
     if route.has_primary_key:
         separator, pk_text = settings.pk_separator, route.primary_key_text
         id_of = lambda record: pk_text(record, separator)
     else:
         id_of = lambda record: f"{record.topic}-{record.partition}-{record.offset}"
-    upsert = statement.write_mode == "UPSERT"
+    project = route.project
+    if statement.write_mode == "UPSERT":
+        op, tail = "update", b',"retry_on_conflict":%d}}\n' % RETRY_ON_CONFLICT
+        body_of = lambda record: {"doc": project(record), "doc_as_upsert": True}
+    else:
+        op, tail, body_of = "index", b"}}\n", project
+        if statement.pipeline is not None:
+            tail = b',"pipeline":%b}}\n' % orjson.dumps(statement.pipeline)
     return RoutePlan(
         route,
-        "update" if upsert else "index",
+        op,
         null_behaviour(route),
         index_of,
         id_of,
-        None if upsert else statement.pipeline,
+        body_of,
+        tail,
         statement.autocreate,
         any(pk.source == "value" for pk in statement.primary_keys),
     )
@@ -126,6 +153,8 @@ def plan_route(route: Route, settings: ElasticsearchSettings) -> RoutePlan:
 def plan_requests(sizes: Sequence[int], max_actions: int, max_bytes: int) -> list[range]:
     """Cut actions of these byte sizes into runs of at most `max_actions` and `max_bytes`
     (an action larger than `max_bytes` goes alone)."""
+    if len(sizes) <= max_actions and sum(sizes) <= max_bytes:
+        return [range(len(sizes))] if sizes else []  # the usual batch: one request
     runs: list[range] = []
     start, total = 0, 0
     for position, size in enumerate(sizes):
@@ -152,6 +181,16 @@ def describe(error: Any) -> str:
 def retriable_item(status: int, error: Any) -> bool:
     kind = error.get("type", "") if isinstance(error, dict) else ""
     return status == 429 or status == 409 or status >= 500 or kind in RETRIABLE_TYPES or "timeout" in kind
+
+
+class AnswerSerializer(OrjsonSerializer):
+    """orjson, but a bulk answer without errors is left unparsed: its items (2xx statuses) are
+    not read, and parsing them cost a tenth of a worker's CPU (py-spy)."""
+
+    def json_loads(self, data: bytes) -> Any:
+        if data.startswith(NO_ERRORS):
+            return {"errors": False}
+        return orjson.loads(data)
 
 
 class ElasticsearchSink(Sink):
@@ -230,7 +269,7 @@ class ElasticsearchSink(Sink):
             retry_on_status=(),
             # The bulk body goes as bytes (the stock NDJSON serializer only copies bytes);
             # orjson parses the responses, ~2x faster than json on a 4000-item answer.
-            serializers={"application/json": OrjsonSerializer()},
+            serializers={"application/json": AnswerSerializer()},
             **settings.client_kwargs(),
         )
         self.plans = {id(route): plan_route(route, settings) for route in self.routes}
@@ -251,17 +290,34 @@ class ElasticsearchSink(Sink):
             self.client = None
 
     def write(self, batch: Batch) -> list[Failure]:
+        return self.prepare(batch)()
+
+    def prepare(self, batch: Batch) -> Attempt:
+        """The bulk bodies of the batch; the attempt sends them (and creates new indexes first)."""
+        refused: list[Failure] = []
+        actions, new_indices = self.actions(batch, refused)
+        sizes = [len(action[0]) for action in actions]
+        requests = [
+            (part, b"".join([action[0] for action in part]))
+            for part in (
+                actions[run.start : run.stop]
+                for run in plan_requests(sizes, self.max_actions, self.settings.max_bytes)
+            )
+        ]
+        return partial(self.send, requests, new_indices, refused)
+
+    def send(
+        self, requests: list[tuple[list[Action], bytes]], new_indices: set[str], refused: list[Failure]
+    ) -> list[Failure]:
+        """One attempt at the prepared requests; `refused`: records that had no bulk line."""
         started = time.monotonic()
-        stats = self.last_write = WriteStats()
-        failures: list[Failure] = []
-        actions, new_indices = self.actions(batch, failures)
-        stats.actions = len(actions)
+        stats = self.last_write = WriteStats(actions=sum(len(part) for part, _ in requests))
+        failures = list(refused)
         if new_indices:
             self.create_indices(new_indices)
-        sizes = [len(action[0]) for action in actions]
         deadline = started + min(self.write_timeout_s, ATTEMPT_S)
-        for run in plan_requests(sizes, self.max_actions, self.settings.max_bytes):
-            self.send_request(actions[run.start : run.stop], deadline, stats, failures)
+        for part, body in requests:
+            self.send_request(part, body, deadline, stats, failures)
         stats.failures = len(failures)
         stats.ms = (time.monotonic() - started) * 1000
         log.debug(
@@ -275,7 +331,7 @@ class ElasticsearchSink(Sink):
         return failures
 
     def actions(self, batch: Batch, failures: list[Failure]) -> tuple[list[Action], set[str]]:
-        """The bulk line of every record; the records that have none become failures."""
+        """The bulk lines of every record; the records that have none become failures."""
         plans, created, dumps = self.plans, self.created, orjson.dumps
         now_ms = int(time.time() * 1000)
         actions: list[Action] = []
@@ -290,22 +346,18 @@ class ElasticsearchSink(Sink):
             try:
                 index = plan.index_of(record, now_ms)
                 if record.value is None:
-                    line = dumps({"delete": {"_index": index, "_id": plan.id_of(record)}}) + NL
-                elif plan.op == "index":
-                    meta = {"_index": index, "_id": plan.id_of(record)}
-                    if plan.pipeline is not None:
-                        meta["pipeline"] = plan.pipeline
-                    line = b"".join(
-                        (dumps({"index": meta}), NL, dumps(route.project(record), default=exact_decimal), NL)
+                    line = dumps(
+                        {"delete": {"_index": index, "_id": plan.id_of(record)}}, option=NEWLINE_AFTER
                     )
                 else:
-                    meta = {
-                        "_index": index,
-                        "_id": plan.id_of(record),
-                        "retry_on_conflict": RETRY_ON_CONFLICT,
-                    }
-                    body = {"doc": route.project(record), "doc_as_upsert": True}
-                    line = b"".join((dumps({"update": meta}), NL, dumps(body, default=exact_decimal), NL))
+                    line = b"".join(
+                        (
+                            plan.heads.get(index) or plan.head(index),
+                            dumps(plan.id_of(record)),
+                            plan.tail,
+                            dumps(plan.body_of(record), default=exact_decimal, option=NEWLINE_AFTER),
+                        )
+                    )
             except RecordError as err:
                 failures.append(Failure(record, route, err))
                 continue
@@ -340,14 +392,14 @@ class ElasticsearchSink(Sink):
             self.created.add(name)
 
     def send_request(
-        self, part: list[Action], deadline: float, stats: WriteStats, failures: list[Failure]
+        self, part: list[Action], body: bytes, deadline: float, stats: WriteStats, failures: list[Failure]
     ) -> None:
         """One bulk request (halved while Elasticsearch answers 413); its items read. A request
         refused for now (429, 5xx), or not sent before the write timeout, makes all its records
         retriable failures."""
-        stack = [part]
+        stack: list[tuple[list[Action], bytes | None]] = [(part, body)]  # None: a half, joined here
         while stack:
-            part = stack.pop()
+            part, joined = stack.pop()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 reason = f"not sent: the write took longer than {min(self.write_timeout_s, ATTEMPT_S):.0f}s"
@@ -356,7 +408,7 @@ class ElasticsearchSink(Sink):
                     for _, record, route in part
                 )
                 continue
-            body = b"".join([action[0] for action in part])
+            body = joined if joined is not None else b"".join([action[0] for action in part])
             stats.requests += 1
             stats.bytes += len(body)
             client = self.client.options(request_timeout=max(remaining, MIN_REQUEST_TIMEOUT_S))
@@ -390,7 +442,7 @@ class ElasticsearchSink(Sink):
                     )
                 else:
                     middle = len(part) // 2
-                    stack += [part[middle:], part[:middle]]
+                    stack += [(part[middle:], None), (part[:middle], None)]
                 continue
             except TransportError as err:
                 raise SinkUnavailable(

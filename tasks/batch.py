@@ -21,7 +21,8 @@ class PendingBatch:
     shares: dict[TopicPartitionKey, tuple[int, int]] = field(default_factory=dict)  # records, bytes
     records: int = 0
     size_bytes: int = 0
-    started: float = 0.0
+    started: float = 0.0  # monotonic, when its first record was read
+    write_started: float = 0.0  # monotonic, when it went in flight
     # Partitions revoked while this batch was being written: another worker owns them now, so
     # their records are not written again and their offsets are not committed from here.
     released: set[TopicPartitionKey] = field(default_factory=set)
@@ -41,7 +42,8 @@ class PendingBatch:
 
     def drop(self, keys: set[TopicPartitionKey]) -> None:
         """Forget what was read from these partitions (revoked before this batch was written:
-        their new owner reads them again from the last commit)."""
+        their new owner reads them again from the last commit). New lists: whoever holds the
+        old `writes` can tell it changed."""
         keys = keys & set(self.last_offsets)
         if not keys:
             return

@@ -3,6 +3,12 @@
 Offsets are committed synchronously, and only for what was written (or let through by the
 error handling the user chose). A failed task commits everything before its first failed record.
 
+A batch's first attempt is sent to the writer thread (tasks/writer.py) and the next batch is
+read meanwhile: one batch in flight, one being built. Its answer is taken on the worker's
+thread, which does all the rest (retries, settling) before the next batch is sent, and commits
+it while the next one is written: batches are written, settled and committed in the order
+they were read. A pause or a stop writes and commits everything first.
+
 When is a record given up? Answered here, and only here:
 - a store that cannot be reached is waited for, whatever the policy (tasks/outage.py);
 - a record the store refuses for now (429, 5xx, a timeout) is written again until the sink's
@@ -15,6 +21,7 @@ When is a record given up? Answered here, and only here:
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Mapping
@@ -34,12 +41,18 @@ from tasks.batch import PendingBatch, TopicPartitionKey
 from tasks.consumer import GroupMember
 from tasks.metrics import Timings
 from tasks.outage import Outage
+from tasks.writer import Writer
 
 log = logging.getLogger("conductor.worker")
 
 FIRST_PAUSE_S = 0.2
 MAX_PAUSE_S = 5.0
 IDLE_POLL_S = 1.0
+IN_FLIGHT_POLL_S = 0.05  # polls are this short while a batch is in flight: its commit follows its answer
+# A batch's records (the consumer's, the Records, their values) live until it is committed;
+# with Python's default (700 allocations) the collector went over each batch again and again:
+# a quarter of a worker's CPU (py-spy --native). Reference counting frees them anyway.
+YOUNG_COLLECTION_EVERY = 50_000
 
 
 class SinkTask:
@@ -67,6 +80,8 @@ class SinkTask:
         self.decode = decoder(*readers(config))
         self.pending = PendingBatch()
         self.in_flight: PendingBatch | None = None  # the batch being written, retried or committed
+        self.writer = Writer(self.worker_id)
+        gc.set_threshold(YOUNG_COLLECTION_EVERY, *gc.get_threshold()[1:])
         self.counts = {
             "read": 0,
             "written": 0,
@@ -89,6 +104,15 @@ class SinkTask:
     # -- poll, decode, route -------------------------------------------------------------------
 
     def poll_once(self) -> None:
+        """One poll into the pending batch; around it, the writes move on: a batch in flight
+        whose answer came is finished, and a batch that is due is handed over."""
+        if self.writer.answered:
+            self.finish_write()
+        self.read()
+        if self.flush_due():
+            self.hand_over()
+
+    def read(self) -> None:
         """One poll; each record decoded and routed into the pending batch. The per-record path:
         the accounting happens once per partition."""
         pending = self.pending
@@ -96,6 +120,8 @@ class SinkTask:
             timeout_s = max(0.0, pending.started + self.linger_s - time.monotonic())
         else:
             timeout_s = IDLE_POLL_S
+        if self.writer.busy:
+            timeout_s = min(timeout_s, IN_FLIGHT_POLL_S)
         polled = self.member.poll(timeout_s, max(1, self.batch_records - pending.records))
         if not polled:
             return
@@ -138,6 +164,7 @@ class SinkTask:
                 pending.note((tp.topic, tp.partition), messages[-1].offset, len(messages), size)
                 self.counts["read"] += len(messages)
         if waiting_for_registry is not None:
+            self.finish_write()  # nothing is left in flight by a stop during the wait
             self.member.wait(self.registry.failed(waiting_for_registry))
         elif self.registry:
             self.registry.ended()
@@ -160,48 +187,83 @@ class SinkTask:
     # -- write, settle, commit ------------------------------------------------------------------
 
     def flush(self) -> None:
+        """Everything read is written, settled and committed (before a pause, or a stop)."""
+        if self.pending:
+            self.hand_over()
+        self.finish_write()
+
+    def hand_over(self) -> None:
+        """The pending batch goes in flight. Its bulk bodies are built while the batch before it
+        is still being written; it is sent once that one is settled, and that one is committed
+        while it is written: the store waits for neither."""
+        prepared = self.pending.writes
+        attempt = self.sink.prepare(prepared) if prepared else None
+        before = self.in_flight
+        if before is not None:
+            self.complete(before)
         batch, self.pending = self.pending, PendingBatch()
-        if not batch:
-            return
-        started = time.monotonic()
+        if batch.writes is not prepared:  # a rebalance during the waits of complete() dropped records
+            attempt = self.sink.prepare(batch.writes) if batch.writes else None
         self.in_flight = batch
-        try:
-            refused = self.write(batch)
-            self.timings.write(started)
-            failed = [f for f in batch.failures + refused if batch.owned(f.record.consumed)]
-            if failed:
-                self.settle(failed, batch)
-            committing = time.monotonic()
-            if self.member.commit(batch.offsets_to_commit()):
-                self.counts["commits"] += 1
-                self.timings.commit(committing)
-        finally:
-            self.in_flight = None
-        self.counts["batches"] += 1
+        batch.write_started = time.monotonic()
+        if attempt is not None:
+            self.writer.send(attempt)
+        if before is not None:
+            self.commit(before)
+        if attempt is None:  # nothing for the store (records filtered out, or failed before it)
+            self.finish_write()
+
+    def finish_write(self) -> None:
+        """The batch in flight, if any, settled and committed."""
+        batch = self.in_flight
+        if batch is None:
+            return
+        self.complete(batch)
+        self.in_flight = None
+        self.commit(batch)
+
+    def complete(self, batch: PendingBatch) -> None:
+        """The batch's answer awaited, what the store refused for now written again, and what
+        failed for good settled: all that is left is its commit."""
+        refused = self.write(batch)
+        if batch.writes:
+            self.timings.writes.append(self.writer.answered_at - batch.write_started)
+        failed = [f for f in batch.failures + refused if batch.owned(f.record.consumed)]
+        if failed:
+            self.settle(failed, batch)
         log.debug(
             "worker %d wrote %d records (%d writes, %d refused) in %.0f ms",
             self.worker_id,
             batch.records,
             len(batch.writes),
             len(refused),
-            (time.monotonic() - started) * 1000,
+            (time.monotonic() - batch.write_started) * 1000,
         )
 
+    def commit(self, batch: PendingBatch) -> None:
+        committing = time.monotonic()
+        if self.member.commit(batch.offsets_to_commit()):
+            self.counts["commits"] += 1
+            self.timings.commit(committing)
+        self.counts["batches"] += 1
+
     def write(self, batch: PendingBatch) -> list[Failure]:
-        """Write the batch; the records still refused once the sink's write timeout and the
-        policy's retries are spent. Waits poll the group, so a rebalance can take partitions
-        away meanwhile: their records are not written again."""
+        """The batch's writes, from its first attempt's answer on: the records still refused once
+        the sink's write timeout and the policy's retries are spent. Waits poll the group, so a
+        rebalance can take partitions away meanwhile: their records are not written again."""
         writes = batch.writes
         refused: list[Failure] = []
-        give_up_at = time.monotonic() + self.sink.write_timeout_s
+        give_up_at = batch.write_started + self.sink.write_timeout_s
         pause, retries = FIRST_PAUSE_S, 0
         while writes:
-            if batch.released:
-                writes = [(r, route) for r, route in writes if batch.owned(r.consumed)]
-                if not writes:
-                    break
+            if not self.writer.busy:  # the first attempt was sent by hand_over()
+                if batch.released:
+                    writes = [(r, route) for r, route in writes if batch.owned(r.consumed)]
+                    if not writes:
+                        break
+                self.writer.send(self.sink.prepare(writes))
             try:
-                failed = self.sink.write(writes)
+                failed = self.writer.answer(self.awaiting_answer)
             except SinkUnavailable as exc:
                 self.member.wait(self.store.failed(exc.reason))
                 continue
@@ -236,6 +298,12 @@ class SinkTask:
                 break
             writes = [(f.record, f.route) for f in retriable]
         return refused
+
+    def awaiting_answer(self) -> None:
+        """Alive to the supervisor, the state reported. A stop asked meanwhile waits for the
+        answer: the batch is settled and committed first."""
+        self.member.control.heartbeat()
+        self.member.while_waiting()
 
     def settle(self, failed: list[Failure], batch: PendingBatch) -> None:
         """Records that failed for good: the task fails, or they are skipped (to the dead-letter
