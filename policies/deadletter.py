@@ -13,17 +13,14 @@ import logging
 import traceback
 from collections.abc import Sequence
 
-from conductor.config import DeadLetterSettings, KafkaSettings
+from conductor.config import ConnectorConfig, DeadLetterSettings, KafkaSettings
 from conductor.errors import TaskFailed
 from policies.base import describe
-from sinks.base import Failure
+from sinks.base import STAGE_CONVERTER, STAGE_TRANSFORM, Failure
 from sinks.kafka import KafkaProducerSink, Message
 
 log = logging.getLogger("conductor.policy")
 
-STAGE_CONVERTER = "VALUE_CONVERTER"
-STAGE_TRANSFORM = "TRANSFORMATION"
-STAGE_PUT = "TASK_PUT"
 # The class Kafka Connect names in __connect.errors.class.name for each stage (for the converter
 # stage, the connector's value.converter).
 TASK_CLASS = "org.apache.kafka.connect.sink.SinkTask"
@@ -40,13 +37,22 @@ class DeadLetterTopic:
         kafka: KafkaSettings,
         connector: str,
         task_id: int,
-        converter: str = "org.apache.kafka.connect.json.JsonConverter",
+        converter: str,
     ) -> None:
         self.settings = settings
         self.converter = converter
         self.connector = connector
         self.task_id = task_id
         self.producer = KafkaProducerSink(kafka)
+
+    @classmethod
+    def of(cls, config: ConnectorConfig, task_id: int) -> DeadLetterTopic | None:
+        """The connector's dead-letter topic for one task, None without one."""
+        if config.errors.dead_letter is None:
+            return None
+        return cls(
+            config.errors.dead_letter, config.kafka, config.name, task_id, config.value_converter.converter
+        )
 
     @property
     def topic(self) -> str:
@@ -86,12 +92,8 @@ class DeadLetterTopic:
             if cause.__traceback__
             else f"{type(cause).__name__}: {cause}"
         )
-        if error.kind == "transform":
-            stage, where = STAGE_TRANSFORM, TRANSFORM_CLASS
-        elif failure.route is None:
-            stage, where = STAGE_CONVERTER, self.converter
-        else:
-            stage, where = STAGE_PUT, TASK_CLASS
+        stage = failure.stage
+        where = {STAGE_TRANSFORM: TRANSFORM_CLASS, STAGE_CONVERTER: self.converter}.get(stage, TASK_CLASS)
         context = {
             "__connect.errors.topic": record.consumed[0],  # as consumed, before any router
             "__connect.errors.partition": str(record.partition),

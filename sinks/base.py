@@ -25,6 +25,8 @@ from conductor.records import Record
 from conductor.routes import Route
 
 Batch = Sequence[tuple[Record, Route]]
+# Kafka Connect's names for where in its pipeline a record failed (errors.log, dead letters).
+STAGE_CONVERTER, STAGE_TRANSFORM, STAGE_PUT = "VALUE_CONVERTER", "TRANSFORMATION", "TASK_PUT"
 Attempt = Callable[[], "list[Failure]"]  # one write() of a prepared batch
 
 
@@ -40,6 +42,14 @@ class Failure:
     @property
     def retriable(self) -> bool:
         return self.error.retriable
+
+    @property
+    def stage(self) -> str:
+        """Where it failed, as Kafka Connect names the stage: a transform, the converter (it
+        never reached routing), or the store."""
+        if self.error.kind == "transform":
+            return STAGE_TRANSFORM
+        return STAGE_CONVERTER if self.route is None else STAGE_PUT
 
 
 class Sink(ABC):

@@ -88,17 +88,7 @@ class AggregatorRun:
             own_topics=frozenset(r.topic for r in topology.regroups),
         )
         self.member.while_waiting = self.report
-        self.dead_letter = (
-            DeadLetterTopic(
-                config.errors.dead_letter,
-                config.kafka,
-                config.name,
-                worker_id,
-                config.value_converter.converter,
-            )
-            if config.errors.dead_letter is not None
-            else None
-        )
+        self.dead_letter = DeadLetterTopic.of(config, worker_id)
         self.producer: Any = None
         self.bundler = Bundler({})
         self.states: dict[StateKey, PartitionState] = {}

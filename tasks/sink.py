@@ -36,7 +36,7 @@ from conductor.routes import Route
 from policies import FOREVER, make_policy
 from policies.base import describe
 from policies.deadletter import DeadLetterTopic
-from sinks.base import Failure, Sink
+from sinks.base import STAGE_CONVERTER, STAGE_TRANSFORM, Failure, Sink
 from tasks.batch import PendingBatch, TopicPartitionKey
 from tasks.consumer import GroupMember
 from tasks.metrics import Timings
@@ -347,11 +347,7 @@ class SinkTask:
         self.counts["failures"] += len(failed)
         kinds = self.failure_kinds
         for failure in failed:
-            kind = (
-                "decode"
-                if failure.route is None and failure.error.kind != "transform"
-                else failure.error.kind
-            )
+            kind = "decode" if failure.stage == STAGE_CONVERTER else failure.error.kind
             kinds[kind] = kinds.get(kind, 0) + 1
 
     def fail(self, batch: PendingBatch, failed: list[Failure], error: TaskFailed) -> None:
@@ -373,11 +369,8 @@ class SinkTask:
     def log_error(self, failure: Failure) -> None:
         """Kafka Connect's errors.log.enable line, and the reason."""
         record = failure.record
-        stage, where = (
-            ("VALUE_CONVERTER", "decoding") if failure.route is None else ("TASK_PUT", self.sink.name)
-        )
-        if failure.error.kind == "transform":
-            stage, where = "TRANSFORMATION", "transforms"
+        stage = failure.stage
+        where = {STAGE_CONVERTER: "decoding", STAGE_TRANSFORM: "transforms"}.get(stage, self.sink.name)
         consumed = ""
         if self.errors.log_include_messages:
             consumed = (

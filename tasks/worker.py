@@ -59,15 +59,7 @@ class SinkWorker:
             instance_id(config.name, self.supervisor_pid, worker_id),
             on_revoked=lambda partitions: task.release(partitions) if task is not None else None,
         )
-        dead_letter = None
-        if config.errors.dead_letter is not None:
-            dead_letter = DeadLetterTopic(
-                config.errors.dead_letter,
-                config.kafka,
-                config.name,
-                worker_id,
-                config.value_converter.converter,
-            )
+        dead_letter = DeadLetterTopic.of(config, worker_id)
         task = SinkTask(config, self.routes, self.sink, member, dead_letter)
         metrics = WorkerMetrics(control.state_dir / "metrics", config.name, worker_id)
         return WorkerRun(control, member, task, metrics)

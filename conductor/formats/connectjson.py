@@ -18,15 +18,13 @@ store as another value.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from decimal import Decimal
 from typing import Any
 
 import orjson
 
 from conductor.errors import RecordError
-from conductor.formats.spelling import DAY_MS, iso_date, time_of_day
+from conductor.formats.spelling import DAY_MS, from_base64, iso_date, json_kind, time_of_day
 
 TIMESTAMP = "org.apache.kafka.connect.data.Timestamp"
 DATE = "org.apache.kafka.connect.data.Date"
@@ -98,7 +96,9 @@ def convert(schema: Any, value: Any, where: str) -> Any:
         if type(fields) is not list:
             raise RecordError(f'{where}: struct schema\'s "fields" argument is not an array')
         if type(value) is not dict:
-            raise RecordError(f"{where}: structs should be encoded as JSON objects, but found {_kind(value)}")
+            raise RecordError(
+                f"{where}: structs should be encoded as JSON objects, but found {json_kind(value)}"
+            )
         result = {}
         for field in fields:
             name = field.get("field") if type(field) is dict else None
@@ -123,7 +123,7 @@ def _timestamp(schema: dict, value: Any, where: str) -> int:
     if type(value) is not int:
         raise RecordError(
             f"{where}: invalid type for Timestamp, underlying representation should be integral but was "
-            f"{_kind(value)}"
+            f"{json_kind(value)}"
         )
     return value
 
@@ -131,7 +131,7 @@ def _timestamp(schema: dict, value: Any, where: str) -> int:
 def _date(schema: dict, value: Any, where: str) -> str:
     if type(value) is not int:
         raise RecordError(
-            f"{where}: invalid type for Date, underlying representation should be integer but was {_kind(value)}"
+            f"{where}: invalid type for Date, underlying representation should be integer but was {json_kind(value)}"
         )
     return iso_date(value, where)
 
@@ -157,7 +157,7 @@ def _decimal(schema: dict, value: Any, where: str) -> Decimal:
         return Decimal(f"{unscaled}E{-scale}")  # exact, however many digits (scaleb rounds to 28)
     raise RecordError(
         f"{where}: invalid type for Decimal, underlying representation should be numeric or bytes but was "
-        f"{_kind(value)}"
+        f"{json_kind(value)}"
     )
 
 
@@ -168,13 +168,13 @@ def _map(keys: dict, values: dict, value: Any, where: str) -> Any:
     if keys.get("type") == "string":
         if type(value) is not dict:
             raise RecordError(
-                f"{where}: maps with string fields should be encoded as JSON objects, but found {_kind(value)}"
+                f"{where}: maps with string fields should be encoded as JSON objects, but found {json_kind(value)}"
             )
         return {k: convert(values, v, f"{where}.{k}") for k, v in value.items()}
     if type(value) is not list:
         raise RecordError(
             f"{where}: maps with non-string fields should be encoded as JSON array of tuples, but found "
-            f"{_kind(value)}"
+            f"{json_kind(value)}"
         )
     pairs = []
     for entry in value:
@@ -193,18 +193,12 @@ def _part(schema: dict, name: str, where: str, missing: str) -> dict:
 
 def _base64(value: Any, where: str) -> bytes:
     if type(value) is not str:
-        raise RecordError(f"{where}: invalid bytes field: expected base64 text, found {_kind(value)}")
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise RecordError(f"{where}: invalid bytes field: not base64") from None
+        raise RecordError(f"{where}: invalid bytes field: expected base64 text, found {json_kind(value)}")
+    decoded = from_base64(value)
+    if decoded is None:
+        raise RecordError(f"{where}: invalid bytes field: not base64")
+    return decoded
 
 
 def _mismatch(where: str, kind: str, value: Any) -> RecordError:
-    return RecordError(f"{where}: the schema says {kind}, the payload holds {_kind(value)} {value!r:.60}")
-
-
-def _kind(value: Any) -> str:
-    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
-        type(value), "a number"
-    )
+    return RecordError(f"{where}: the schema says {kind}, the payload holds {json_kind(value)} {value!r:.60}")

@@ -4,8 +4,6 @@ A value that does not fit raises Misfit, which each container it sits in gives i
 
 from __future__ import annotations
 
-import base64
-import binascii
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from conductor.errors import RecordError
-from conductor.formats.spelling import iso_date, time_of_day
+from conductor.formats.spelling import from_base64, iso_date, json_kind, time_of_day
 
 INTEGERS = {"int8": 8, "int16": 16, "int32": 32, "int64": 64}
 EVERY = frozenset({dict, list, str, int, float, bool, Decimal})  # every JSON value but null
@@ -67,9 +65,7 @@ def read_null(node: Node, present: bool) -> Any:
 
 
 def mismatch(kind: str, value: Any) -> Misfit:
-    found = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}.get(
-        type(value), "a number"
-    )
+    found = json_kind(value)
     text = str(value) if type(value) is Decimal else repr(value)
     shown = "" if type(value) in (dict, list) else f" {text:.60}"
     return Misfit(f"the schema says {kind}, the payload holds {found}{shown}")
@@ -102,10 +98,10 @@ BYTES = Node("bytes (base64 text)", read_bytes, accepts=frozenset({str}))
 
 
 def base64_bytes(text: str) -> bytes:
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise Misfit(f"invalid bytes: {text!r:.60} is not base64") from None
+    decoded = from_base64(text)
+    if decoded is None:
+        raise Misfit(f"invalid bytes: {text!r:.60} is not base64")
+    return decoded
 
 
 def integral(value: Any) -> Any:

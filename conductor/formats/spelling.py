@@ -5,7 +5,9 @@ as an exact decimal.Decimal, and bytes as base64 text (conductor/formats/connect
 from __future__ import annotations
 
 import base64
+import binascii
 from datetime import date, timedelta
+from typing import Any
 
 from conductor.errors import RecordError
 
@@ -31,3 +33,18 @@ def time_of_day(millis: int, where: str) -> str:
 
 def base64_text(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
+
+
+def from_base64(text: str) -> bytes | None:
+    """The bytes of base64 text; None when it is not base64 (the caller says where)."""
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def json_kind(value: Any) -> str:
+    """What a decoded JSON value is, for messages: an object, an array, a string, ..."""
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number"
+    )
