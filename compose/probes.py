@@ -1,9 +1,10 @@
 """Readiness probes that speak each server's own protocol, with the standard library only.
 
 A port that accepts connections is not a server that answers: Kafka must return cluster
-metadata with a broker in it and a coordinator for a consumer group, Elasticsearch a cluster
-health of yellow or green, Cassandra the result of a CQL query, the Schema Registry its list of
-subjects. Each probe returns a short description on success and raises ProbeFailed otherwise.
+metadata with a broker in it and a coordinator for a consumer group, Elasticsearch and OpenSearch
+their distribution and a cluster health of yellow or green, Cassandra the result of a CQL query,
+the Schema Registry its list of subjects. Each probe returns a short description on success and
+raises ProbeFailed otherwise.
 """
 
 from __future__ import annotations
@@ -118,8 +119,49 @@ def elasticsearch_health(url: str, timeout: float = 5.0) -> str:
         raise ProbeFailed(f"no cluster health from {url}: {exc}") from exc
     status = health.get("status")
     if status not in ("yellow", "green"):
-        raise ProbeFailed(f"Elasticsearch at {url} is {status}")
+        raise ProbeFailed(f"the cluster at {url} is {status}")
     return f"cluster {health.get('cluster_name')} {status}"
+
+
+def _get_json(url: str, timeout: float) -> tuple[object, dict[str, str]]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as answer:
+            return json.load(answer), dict(answer.headers)
+    except (OSError, urllib.error.URLError, ValueError) as exc:
+        raise ProbeFailed(f"no answer to GET {url}: {exc}") from exc
+
+
+_LABELS = {"elasticsearch": "Elasticsearch", "opensearch": "OpenSearch"}
+
+
+def search_server(url: str, distribution: str, timeout: float = 5.0) -> str:
+    """Elasticsearch or OpenSearch: the expected one, with a cluster health of yellow or green.
+
+    Elasticsearch says so in an X-Elastic-Product header; its integ-test-zip has no handler for
+    GET / (405), so the version comes from GET /_nodes/_local. OpenSearch sends no such header;
+    its GET / answers version.distribution "opensearch"."""
+    health, headers = _get_json(f"{url}/_cluster/health", timeout)
+    if {k.lower(): v for k, v in headers.items()}.get("x-elastic-product") == "Elasticsearch":
+        found = "elasticsearch"
+    else:
+        try:
+            root, _ = _get_json(f"{url}/", timeout)
+            found = root["version"].get("distribution") or "elasticsearch"
+        except (ProbeFailed, TypeError, KeyError, AttributeError):
+            found = "unknown"
+    nodes, _ = _get_json(f"{url}/_nodes/_local?filter_path=nodes.*.version", timeout)
+    try:
+        number = next(iter(nodes["nodes"].values()))["version"]
+    except (TypeError, KeyError, StopIteration, AttributeError):
+        number = "?"
+    if found != distribution:
+        raise ProbeFailed(
+            f"{url} is {_LABELS.get(found, found)} {number}, not {_LABELS.get(distribution, distribution)}"
+        )
+    status = health.get("status") if isinstance(health, dict) else None
+    if status not in ("yellow", "green"):
+        raise ProbeFailed(f"the cluster at {url} is {status}")
+    return f"{_LABELS[found]} {number}, cluster {health.get('cluster_name')} {status}"
 
 
 def schema_registry_subjects(url: str, timeout: float = 5.0) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import string
 import uuid
 from collections.abc import Callable
@@ -16,11 +17,14 @@ import probes
 COMPOSE_DIR = Path(__file__).resolve().parent
 
 KAFKA_VERSION = os.environ.get("CONDUCTOR_KAFKA_VERSION", "4.1.1")
+# 9.x (e.g. 9.5.3, Java 21+) comes from the same coordinates; this mirror has no checksum for it:
+# mvn warns, and compose/local says the download is unverified.
 ELASTICSEARCH_VERSION = os.environ.get("CONDUCTOR_ELASTICSEARCH_VERSION", "8.19.4")
 CASSANDRA_VERSION = os.environ.get("CONDUCTOR_CASSANDRA_VERSION", "5.0.6")
-# Apicurio Registry 3.0.9 runs on Java 17; 3.3's classes need Java 21 (to run one, set
-# CONDUCTOR_SCHEMA_REGISTRY_JAVA_HOME to a newer JDK, e.g. /usr/lib/jvm/temurin-25-jdk-amd64).
+# Apicurio Registry 3.0.9 runs on Java 17; 3.3's classes need Java 21 (compose/local finds one).
 SCHEMA_REGISTRY_VERSION = os.environ.get("CONDUCTOR_SCHEMA_REGISTRY_VERSION", "3.0.9")
+# Only when named: `compose/local up opensearch`. 2.19.6 runs on Java 11 to 21, 3.x on 21+.
+OPENSEARCH_VERSION = os.environ.get("CONDUCTOR_OPENSEARCH_VERSION", "3.6.0")
 # Kafka 4 logs through SLF4J 1.7; this binds it to log4j2 so the broker writes a log file.
 LOG4J_VERSION = "2.24.3"
 
@@ -29,12 +33,30 @@ def _port(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
 
+def major(version: str) -> int:
+    """8 of "8.19.4"; 0 when the version does not start with a number."""
+    head = version.split(".", 1)[0]
+    return int(head) if head.isdigit() else 0
+
+
+def _minor(version: str) -> tuple[int, int]:
+    parts = [*version.split("."), "0"]
+    return major(version), int(parts[1]) if parts[1].isdigit() else 0
+
+
+def _versioned_home(name: str, version: str, plain_major: int | None = None) -> str:
+    """The run folder of a server whose data a newer major rewrites for good (Elasticsearch,
+    OpenSearch): one folder a major version, so 8 and 9 never share a data folder or a copied
+    config. `plain_major` keeps the folder it always had (Elasticsearch 8: compose/.run/elasticsearch)."""
+    return name if major(version) == plain_major else f"{name}-{major(version)}"
+
+
 @dataclass(frozen=True)
 class Paths:
     """Where one server keeps its installation (shared cache) and its state (run folder)."""
 
     install: Path
-    home: Path  # run_dir/<name>: config, data, logs, pid file
+    home: Path  # run_dir/<home_name>: config, data, logs, pid file, started.json
 
     @property
     def data(self) -> Path:
@@ -79,10 +101,34 @@ class Server:
     self_daemonizing: bool = False
     # Started only when named: `compose/local up` without names leaves it out (`down` stops it).
     optional: bool = False
+    # The Java major versions it runs on, inclusive (None: no upper bound). compose/local picks the
+    # lowest installed Java in the range, or the one CONDUCTOR_<NAME>_JAVA_HOME names.
+    java_min: int = 17
+    java_max: int | None = None
+    # The folder under the run dir; the name when empty. Servers of one name but another major
+    # version get another folder (see _versioned_home), and share the ports.
+    home_name: str = ""
 
     @property
     def port(self) -> int:
         return self.ports["port"]
+
+    @property
+    def run_name(self) -> str:
+        return self.home_name or self.name
+
+    @property
+    def java_home_variable(self) -> str:
+        """The variable that names this server's JDK (it wins over CONDUCTOR_JAVA_HOME)."""
+        return f"CONDUCTOR_{self.name.upper().replace('-', '_')}_JAVA_HOME"
+
+    @property
+    def java_range(self) -> str:
+        if self.java_max is None:
+            return f"Java {self.java_min} or newer"
+        if self.java_max == self.java_min:
+            return f"Java {self.java_min}"
+        return f"Java {self.java_min} to {self.java_max}"
 
     def install_dir(self, cache: Path) -> Path:
         return cache / f"{self.name}-{self.version}"
@@ -155,12 +201,19 @@ def _kafka_probe(server: Server) -> str:
     return probes.kafka_ready("127.0.0.1", server.port)
 
 
-# -- Elasticsearch -------------------------------------------------------------------------
+# -- Elasticsearch and OpenSearch -----------------------------------------------------------
+# OpenSearch is a fork of Elasticsearch 7.10: the same launcher flags and settings, other names for
+# the environment variables, no x-pack.
 
 
-def _elasticsearch_prepare(server: Server, paths: Paths) -> None:
-    # Elasticsearch writes its keystore into the config folder, so each run gets its own copy.
+def _search_prepare(server: Server, paths: Paths) -> None:
+    # The server writes its keystore into the config folder, so each run folder gets its own copy;
+    # copied again when the version changes (8.19.4 to 8.19.21 in one folder: the new jvm.options).
+    # A config folder without the marker was copied by an older compose/local: it is kept.
     config = paths.home / "config"
+    marker = config / ".copied-from"
+    if marker.exists() and marker.read_text().strip() != server.version:
+        shutil.rmtree(config)
     if not config.exists():
         source = paths.install / "config"
         config.mkdir()
@@ -170,12 +223,15 @@ def _elasticsearch_prepare(server: Server, paths: Paths) -> None:
                 target.mkdir(exist_ok=True)
             else:
                 target.write_bytes(item.read_bytes())
+        marker.write_text(f"{server.version}\n")
     (paths.home / "tmp").mkdir(exist_ok=True)
 
 
-def _elasticsearch_command(server: Server, paths: Paths, java: str) -> list[str]:
-    command = [str(paths.install / "bin" / "elasticsearch"), "-d", "-p", str(paths.pid_file)]
-    settings = {
+def _search_command(server: Server, paths: Paths, java: str) -> list[str]:
+    opensearch = server.name == "opensearch"
+    launcher = paths.install / "bin" / ("opensearch" if opensearch else "elasticsearch")
+    command = [str(launcher), "-d", "-p", str(paths.pid_file)]
+    settings: dict[str, object] = {
         "cluster.name": "conductor",
         "node.name": "conductor-local",
         "discovery.type": "single-node",
@@ -184,30 +240,38 @@ def _elasticsearch_command(server: Server, paths: Paths, java: str) -> list[str]
         "transport.port": server.ports["transport"],
         "path.data": paths.data,
         "path.logs": paths.logs,
-        "xpack.security.enabled": "false",
         # Disk-full watermarks would turn a busy shared disk into read-only test indexes.
         "cluster.routing.allocation.disk.threshold_enabled": "false",
         "action.destructive_requires_name": "false",
     }
+    if not opensearch:
+        settings["xpack.security.enabled"] = (
+            "false"  # the integ-test-zips of OpenSearch have no security plugin
+        )
     command += [f"-E{key}={value}" for key, value in settings.items()]
     if os.geteuid() == 0:
-        # Elasticsearch refuses to run as root. A user namespace that maps root to an ordinary
-        # uid satisfies it while the files stay root's (no system user to create).
+        # Both refuse to run as root. A user namespace that maps root to an ordinary uid
+        # satisfies them while the files stay root's (no system user to create).
         command = ["unshare", "--map-user=1000", "--map-group=1000", *command]
     return command
 
 
-def _elasticsearch_environment(server: Server, paths: Paths, java_home: str) -> dict[str, str]:
+def _search_environment(server: Server, paths: Paths, java_home: str) -> dict[str, str]:
+    prefix = "OPENSEARCH" if server.name == "opensearch" else "ES"
     return {
-        "ES_JAVA_HOME": java_home,
-        "ES_PATH_CONF": str(paths.home / "config"),
-        "ES_TMPDIR": str(paths.home / "tmp"),
-        "ES_JAVA_OPTS": f"-Xms{server.heap} -Xmx{server.heap}",
+        f"{prefix}_JAVA_HOME": java_home,
+        f"{prefix}_PATH_CONF": str(paths.home / "config"),
+        f"{prefix}_TMPDIR": str(paths.home / "tmp"),
+        f"{prefix}_JAVA_OPTS": f"-Xms{server.heap} -Xmx{server.heap}",
     }
 
 
 def _elasticsearch_probe(server: Server) -> str:
-    return probes.elasticsearch_health(f"http://127.0.0.1:{server.port}")
+    return probes.search_server(f"http://127.0.0.1:{server.port}", "elasticsearch")
+
+
+def _opensearch_probe(server: Server) -> str:
+    return probes.search_server(f"http://127.0.0.1:{server.port}", "opensearch")
 
 
 # -- Cassandra -----------------------------------------------------------------------------
@@ -262,9 +326,6 @@ def _schema_registry_prepare(server: Server, paths: Paths) -> None:
 
 
 def _schema_registry_command(server: Server, paths: Paths, java: str) -> list[str]:
-    other_java = os.environ.get("CONDUCTOR_SCHEMA_REGISTRY_JAVA_HOME")
-    if other_java:
-        java = str(Path(other_java) / "bin" / "java")
     # 3.0 ships a legacy Quarkus jar (…-runner.jar beside lib/), later versions the fast-jar layout.
     runners = sorted(paths.install.glob("*-runner.jar"))
     jar = runners[0] if runners else paths.install / "quarkus-run.jar"
@@ -332,11 +393,14 @@ ELASTICSEARCH = Server(
     heap=os.environ.get("CONDUCTOR_ELASTICSEARCH_HEAP", "1g"),
     main_log="conductor.log",
     archive_artifact=f"org.elasticsearch.distribution.integ-test-zip:elasticsearch:{ELASTICSEARCH_VERSION}:zip",
-    prepare=_elasticsearch_prepare,
-    command=_elasticsearch_command,
-    environment=_elasticsearch_environment,
+    prepare=_search_prepare,
+    command=_search_command,
+    environment=_search_environment,
     probe=_elasticsearch_probe,
     self_daemonizing=True,
+    # 9.x: class files of Java 21 and a launcher that checks it. 8.x: 17 and newer.
+    java_min=21 if major(ELASTICSEARCH_VERSION) >= 9 else 17,
+    home_name=_versioned_home("elasticsearch", ELASTICSEARCH_VERSION, plain_major=8),
 )
 
 CASSANDRA = Server(
@@ -353,6 +417,9 @@ CASSANDRA = Server(
     prepare=_cassandra_prepare,
     command=_cassandra_command,
     probe=_cassandra_probe,
+    # Its JVM options are the ones Cassandra 5.0 ships for Java 17 (compose/cassandra/jvm17-server.options).
+    java_min=17,
+    java_max=17,
 )
 
 SCHEMA_REGISTRY = Server(
@@ -367,9 +434,34 @@ SCHEMA_REGISTRY = Server(
     command=_schema_registry_command,
     probe=_schema_registry_probe,
     optional=True,
+    # 3.0.x runs on Java 17; 3.3's classes need 21 (3.1 and 3.2 not checked: 21 runs them all).
+    java_min=17 if _minor(SCHEMA_REGISTRY_VERSION) <= (3, 0) else 21,
 )
 
-SERVERS = {server.name: server for server in (KAFKA, ELASTICSEARCH, CASSANDRA, SCHEMA_REGISTRY)}
+OPENSEARCH = Server(
+    name="opensearch",
+    version=OPENSEARCH_VERSION,
+    ports={
+        "port": _port("CONDUCTOR_OPENSEARCH_PORT", 19201),
+        "transport": _port("CONDUCTOR_OPENSEARCH_TRANSPORT_PORT", 19301),
+    },
+    heap=os.environ.get("CONDUCTOR_OPENSEARCH_HEAP", "512m"),
+    main_log="conductor.log",
+    archive_artifact=f"org.opensearch.distribution.integ-test-zip:opensearch:{OPENSEARCH_VERSION}:zip",
+    prepare=_search_prepare,
+    command=_search_command,
+    environment=_search_environment,
+    probe=_opensearch_probe,
+    self_daemonizing=True,
+    optional=True,
+    # 3.x: "OpenSearch requires Java 21". 2.x checks for 11, and its jvm.options still turn the
+    # Security Manager on, which Java 24 removed (JEP 486): 11 to 21.
+    java_min=21 if major(OPENSEARCH_VERSION) >= 3 else 11,
+    java_max=None if major(OPENSEARCH_VERSION) >= 3 else 21,
+    home_name=_versioned_home("opensearch", OPENSEARCH_VERSION),
+)
+
+SERVERS = {server.name: server for server in (KAFKA, ELASTICSEARCH, CASSANDRA, SCHEMA_REGISTRY, OPENSEARCH)}
 
 
 def connection_settings() -> dict[str, str]:
@@ -380,4 +472,5 @@ def connection_settings() -> dict[str, str]:
         "CONDUCTOR_CASSANDRA_HOSTS": "127.0.0.1",
         "CONDUCTOR_CASSANDRA_PORT": str(CASSANDRA.port),
         "CONDUCTOR_SCHEMA_REGISTRY_URL": _schema_registry_url(SCHEMA_REGISTRY),
+        "CONDUCTOR_OPENSEARCH_URL": f"http://127.0.0.1:{OPENSEARCH.port}",
     }
