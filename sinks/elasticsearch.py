@@ -22,11 +22,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import partial
 from typing import Any
+from urllib.parse import quote
 
 import orjson
-from elastic_transport import TransportError
-from elasticsearch import ApiError, Elasticsearch
-from elasticsearch.serializer import OrjsonSerializer
+from elastic_transport import OrjsonSerializer
 
 from conductor.config import ConnectorConfig, ElasticsearchSettings
 from conductor.errors import RecordError, RetriableRecordError, SinkUnavailable
@@ -34,6 +33,7 @@ from conductor.kcql import compile_suffix
 from conductor.records import Record
 from conductor.routes import Route
 from sinks.base import Attempt, Batch, Failure, Sink
+from sinks.search_server import SearchServer
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,6 @@ RETRIABLE_TYPES = frozenset(
 )
 BULK_HEADERS = {"content-type": "application/x-ndjson", "accept": "application/json"}
 RETRY_ON_CONFLICT = 3
-SETUP_TIMEOUT_S = 10.0
 MIN_REQUEST_TIMEOUT_S = 1.0
 # One write() stays under this, so that the worker polls its consumer group at least as often
 # (what is not sent by then comes back retriable, and the worker writes it again).
@@ -63,6 +62,7 @@ BULK_PATH = "/_bulk?filter_path=errors,items.*.status,items.*.error"
 # ... and an answer that begins so has nothing to read in its items: it is not parsed at all.
 NO_ERRORS = b'{"errors":false,'
 MAX_HEADS = 1000  # action line templates kept per route (one per index name)
+CLOSED = "index_closed_exception"  # a bulk item for a closed index (retention closed it)
 
 # (the NDJSON lines of one bulk action, its record, its route)
 Action = tuple[bytes, Record, Route]
@@ -194,14 +194,14 @@ class AnswerSerializer(OrjsonSerializer):
 
 
 class ElasticsearchSink(Sink):
-    """Writes routed records to Elasticsearch 8 with `_bulk`."""
+    """Writes routed records to Elasticsearch 8 or 9, or OpenSearch 2 or 3, with `_bulk`."""
 
     name = "elasticsearch"
 
     def __init__(self, settings: ElasticsearchSettings, routes: Sequence[Route]) -> None:
         self.settings = settings
         self.routes = tuple(routes)
-        self.client: Elasticsearch | None = None
+        self.server: SearchServer | None = None
         self.plans: dict[int, RoutePlan] = {}
         self.created: set[str] = set()
         self.last_write = WriteStats()
@@ -213,7 +213,8 @@ class ElasticsearchSink(Sink):
 
     @property
     def where(self) -> str:
-        return f"Elasticsearch at {self.settings.where}"
+        server = self.server.name_of_server() if self.server is not None else "Elasticsearch"
+        return f"{server} at {self.settings.where}"
 
     @property
     def write_timeout_s(self) -> float:
@@ -262,32 +263,17 @@ class ElasticsearchSink(Sink):
 
     def setup(self) -> None:
         settings = self.settings
-        self.client = Elasticsearch(
-            list(settings.hosts),
-            request_timeout=settings.write_timeout_ms / 1000,
-            max_retries=0,  # the worker writes again what was refused for now (tasks/sink.py)
-            retry_on_status=(),
-            # The bulk body goes as bytes (the stock NDJSON serializer only copies bytes);
-            # orjson parses the responses, ~2x faster than json on a 4000-item answer.
-            serializers={"application/json": AnswerSerializer()},
-            **settings.client_kwargs(),
-        )
+        # orjson parses the answers, ~2x faster than json on a 4000-item answer.
+        self.server = SearchServer(settings, AnswerSerializer())
         self.plans = {id(route): plan_route(route, settings) for route in self.routes}
-        try:
-            self.client.options(request_timeout=min(self.write_timeout_s, SETUP_TIMEOUT_S)).cluster.health()
-        except ApiError as err:
-            raise SinkUnavailable(
-                f"Elasticsearch at {settings.where} does not answer: HTTP {err.meta.status} {err.message}"
-            ) from None
-        except TransportError as err:
-            raise SinkUnavailable(
-                f"Elasticsearch at {settings.where} does not answer: {err.message}"
-            ) from None
+        distribution = self.server.identify()
+        self.server.check_health()
+        log.debug("writing to %s at %s", distribution, settings.where)
 
     def close(self) -> None:
-        if self.client is not None:
-            self.client.close()
-            self.client = None
+        if self.server is not None:
+            self.server.close()
+            self.server = None
 
     def write(self, batch: Batch) -> list[Failure]:
         return self.prepare(batch)()
@@ -377,18 +363,10 @@ class ElasticsearchSink(Sink):
         """AUTOCREATE: create each index the first time it is seen. A name Elasticsearch
         refuses is left to the bulk request, whose items then say why per record."""
         for name in sorted(names):
-            try:
-                self.client.indices.create(index=name)
-            except ApiError as err:
-                if describe_type(err) != "resource_already_exists_exception":
-                    log.warning(
-                        "AUTOCREATE of index %s failed: HTTP %s %s", name, err.meta.status, err.message
-                    )
-                    continue
-            except TransportError as err:
-                raise SinkUnavailable(
-                    f"Elasticsearch at {self.settings.where} did not take a create index request: {err.message}"
-                ) from None
+            answer = self.server.request("PUT", "/" + quote(name, safe=""))
+            if not answer.ok and answer.error_type != "resource_already_exists_exception":
+                log.warning("AUTOCREATE of index %s failed: %s", name, answer.describe())
+                continue
             self.created.add(name)
 
     def send_request(
@@ -411,22 +389,22 @@ class ElasticsearchSink(Sink):
             body = joined if joined is not None else b"".join([action[0] for action in part])
             stats.requests += 1
             stats.bytes += len(body)
-            client = self.client.options(request_timeout=max(remaining, MIN_REQUEST_TIMEOUT_S))
-            try:
-                response = client.perform_request("POST", BULK_PATH, headers=BULK_HEADERS, body=body).body
-            except ApiError as err:
-                status = err.meta.status
+            answer = self.server.request(
+                "POST", BULK_PATH, body, max(remaining, MIN_REQUEST_TIMEOUT_S), BULK_HEADERS
+            )
+            status = answer.status
+            if not answer.ok:
                 if status == 429 or status >= 500:
-                    reason = f"Elasticsearch refused a bulk request for now: HTTP {status} {err.message}"
+                    reason = (
+                        f"{self.server.name_of_server()} refused a bulk request for now: {answer.describe()}"
+                    )
                     kind = "429" if status == 429 else "server_error"
                     failures.extend(
                         Failure(record, route, RetriableRecordError(reason, kind))
                         for _, record, route in part
                     )
                 elif status != 413:
-                    raise SinkUnavailable(
-                        f"Elasticsearch at {self.settings.where} refused a bulk request: HTTP {status} {err.message}"
-                    ) from None
+                    raise SinkUnavailable(f"{self.where} refused a bulk request: {answer.describe()}")
                 elif len(part) == 1:
                     _, record, route = part[0]
                     failures.append(
@@ -444,16 +422,13 @@ class ElasticsearchSink(Sink):
                     middle = len(part) // 2
                     stack += [(part[middle:], None), (part[:middle], None)]
                 continue
-            except TransportError as err:
-                raise SinkUnavailable(
-                    f"Elasticsearch at {self.settings.where} did not take a bulk request: "
-                    f"{type(err).__name__}: {err.message}"
-                ) from None
-            if response["errors"]:
-                read_items(part, response["items"], failures)
+            if answer.body["errors"]:
+                read_items(part, answer.body["items"], failures, self.server.name_of_server())
 
 
-def read_items(part: list[Action], items: list[dict[str, Any]], failures: list[Failure]) -> None:
+def read_items(
+    part: list[Action], items: list[dict[str, Any]], failures: list[Failure], server: str = "Elasticsearch"
+) -> None:
     for action, item in zip(part, items, strict=True):
         ((op, result),) = item.items()
         status = result.get("status", 500)
@@ -461,7 +436,13 @@ def read_items(part: list[Action], items: list[dict[str, Any]], failures: list[F
             continue
         error = result.get("error")
         index, doc_id = where_written(action[0], result)
-        reason = f"Elasticsearch rejected document {index}/{doc_id}: {describe(error)}"
+        reason = f"{server} rejected document {index}/{doc_id}: {describe(error)}"
+        if isinstance(error, dict) and error.get("type") == CLOSED:
+            reason += (
+                f". Index {index} is closed (by conductor.index.close.after.days, or by hand), and "
+                f"conductor never reopens an index: reopen it with POST /{index}/_open to write "
+                f"the record, or let the error policy skip it (NOOP)"
+            )
         kind = RetriableRecordError if retriable_item(status, error) else RecordError
         failures.append(Failure(action[1], action[2], kind(reason, failure_kind(status, error))))
 
@@ -484,6 +465,8 @@ def failure_kind(status: int, error: Any) -> str:
         return "mapping"
     if status >= 500:
         return "server_error"
+    if kind == CLOSED:
+        return "index_closed"
     return kind or f"http_{status}"
 
 
@@ -493,12 +476,6 @@ def where_written(line: bytes, result: dict[str, Any]) -> tuple[Any, Any]:
         return result.get("_index"), result.get("_id")
     ((_, meta),) = orjson.loads(line[: line.index(NL)]).items()
     return meta.get("_index"), meta.get("_id")
-
-
-def describe_type(err: ApiError) -> str:
-    body = err.body if isinstance(err.body, dict) else {}
-    error = body.get("error")
-    return error.get("type", "") if isinstance(error, dict) else ""
 
 
 def tombstone(plan: RoutePlan) -> str:

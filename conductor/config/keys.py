@@ -70,7 +70,8 @@ CONDUCTOR_KEYS = tuple(
         "batch.max.records", "batch.max.bytes", "linger.ms", "worker.rss.limit.mb",
         "worker.heartbeat.timeout.s", "drain.timeout.s", "restart.backoff.initial.s", "restart.backoff.max.s",
         "restart.max", "index.suffix.clock", "static.membership", "cassandra.max.in.flight",
-        "cassandra.unlogged.batches", "aggregate.sql", "aggregate.idle.close.ms",
+        "cassandra.unlogged.batches", "aggregate.sql", "aggregate.idle.close.ms", "elastic.distribution",
+        "index.close.after.days", "index.delete.after.days", "index.retention.interval.ms",
     )
 )  # fmt: skip
 
@@ -154,6 +155,7 @@ CONSISTENCY_LEVELS = (
 LOAD_BALANCING_POLICIES = ("ROUND_ROBIN", "TOKEN_AWARE", "LATENCY_AWARE", "DC_AWARE_ROUND_ROBIN")
 DEFAULT_VALUES = ("NULL", "UNSET")
 INDEX_SUFFIX_CLOCKS = ("record", "wallclock")
+DISTRIBUTIONS = ("auto", "elasticsearch", "opensearch")
 ISOLATION_LEVELS = ("read_uncommitted", "read_committed")
 
 # Client settings after a consumer./producer./admin. prefix, passed to kafka-python as

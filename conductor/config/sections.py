@@ -288,6 +288,12 @@ def elastic_settings(r: Reader) -> ElasticsearchSettings | None:
     s.integer("write_timeout_ms", es + "write.timeout", default=300_000, minimum=1)
     s.string("pk_separator", es + "pk.separator", default="-")
     s.choice("suffix_clock", k.CONDUCTOR + "index.suffix.clock", k.INDEX_SUFFIX_CLOCKS, default="record")
+    s.choice("distribution", k.CONDUCTOR + "elastic.distribution", k.DISTRIBUTIONS, default="auto")
+    s.integer("close_after_days", k.CONDUCTOR + "index.close.after.days", minimum=1)
+    s.integer("delete_after_days", k.CONDUCTOR + "index.delete.after.days", minimum=1)
+    s.integer(
+        "retention_interval_ms", k.CONDUCTOR + "index.retention.interval.ms", default=3_600_000, minimum=1000
+    )
     return _settings(r, ElasticsearchSettings, s)
 
 

@@ -124,6 +124,11 @@ class ElasticsearchSettings(Masked):
     write_timeout_ms: int = 300_000
     pk_separator: str = "-"
     suffix_clock: str = "record"  # "record": WITHINDEXSUFFIX dates come from the record's timestamp
+    distribution: str = "auto"  # elasticsearch | opensearch | auto: read from the server's root
+    # Retention of the routes' dated indexes (sinks/retention.py); None: never.
+    close_after_days: int | None = None
+    delete_after_days: int | None = None
+    retention_interval_ms: int = 3_600_000
     masked: frozenset[str] = masked_field()
 
     def __post_init__(self) -> None:
@@ -134,8 +139,21 @@ class ElasticsearchSettings(Masked):
                 "batch_size": self.batch_size,
                 "max_bytes": self.max_bytes,
                 "write_timeout_ms": self.write_timeout_ms,
+                "retention_interval_ms": self.retention_interval_ms,
+                **{
+                    name: days
+                    for name, days in (
+                        ("close_after_days", self.close_after_days),
+                        ("delete_after_days", self.delete_after_days),
+                    )
+                    if days is not None
+                },
             },
         )
+        if self.distribution not in ("auto", "elasticsearch", "opensearch"):
+            problems.append(
+                f"elasticsearch distribution must be auto, elasticsearch or opensearch (got {self.distribution!r})"
+            )
         if self.suffix_clock not in ("record", "wallclock"):
             problems.append(
                 f"elasticsearch suffix_clock must be 'record' or 'wallclock' (got {self.suffix_clock!r})"
@@ -149,7 +167,7 @@ class ElasticsearchSettings(Masked):
         return ", ".join(redact(host) for host in self.hosts)
 
     def client_kwargs(self) -> dict[str, Any]:
-        """elasticsearch.Elasticsearch keywords for authentication and TLS; reveals the password."""
+        """The HTTP client's `basic_auth` and `ssl_context` (sinks/search_server.py); reveals the password."""
         kwargs: dict[str, Any] = {}
         if self.credentials is not None:
             kwargs["basic_auth"] = (self.credentials.username, self.credentials.password.reveal())

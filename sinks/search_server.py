@@ -1,0 +1,170 @@
+"""One Elasticsearch or OpenSearch server, spoken to through elastic_transport directly.
+
+Why not the elasticsearch client: it asks every server for `compatible-with=8` answers and
+refuses one that does not say it is Elasticsearch, so OpenSearch cannot be reached through it.
+The few calls the sink and the retention make (bulk, create index, health, resolve, close,
+delete) are the same REST calls on Elasticsearch 8 and 9 and OpenSearch 2 and 3, so the
+client's own transport (its node pool, TLS and timeouts) sends them as they are, for all of
+them. Every answer comes back as an Answer, whatever its status; only a server that could not
+be reached raises (SinkUnavailable).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from elastic_transport import NodeConfig, Serializer, Transport, TransportError
+from elastic_transport.client_utils import basic_auth_to_header, url_to_node_config
+
+from conductor.config import ElasticsearchSettings
+from conductor.errors import ConfigError, SinkUnavailable
+
+log = logging.getLogger(__name__)
+
+JSON_HEADERS = {"accept": "application/json", "content-type": "application/json"}
+USER_AGENT = "conductor"
+SETUP_TIMEOUT_S = 10.0
+DISTRIBUTION_KEY = "conductor.elastic.distribution"
+NAMES = {"elasticsearch": "Elasticsearch", "opensearch": "OpenSearch"}
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A server's answer: its HTTP status and its parsed body."""
+
+    status: int
+    body: Any
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def error_type(self) -> str:
+        error = self.body.get("error") if isinstance(self.body, dict) else None
+        return error.get("type", "") if isinstance(error, dict) else ""
+
+    def describe(self) -> str:
+        """`HTTP 400 index_closed_exception: closed`, for messages."""
+        error = self.body.get("error") if isinstance(self.body, dict) else self.body
+        if isinstance(error, dict):
+            return f"HTTP {self.status} {error.get('type', 'error')}: {error.get('reason', '')}"
+        return f"HTTP {self.status} {error}" if error else f"HTTP {self.status}"
+
+
+@dataclass(frozen=True, slots=True)
+class Distribution:
+    """Which server answers: `elasticsearch` or `opensearch`, and its version."""
+
+    name: str
+    version: str
+
+    def __str__(self) -> str:
+        return f"{NAMES.get(self.name, self.name)} {self.version}".strip()
+
+
+class SearchServer:
+    """The hosts of one Elasticsearch or OpenSearch cluster. Made in the process that uses it
+    (the transport's connection pools do not survive a fork)."""
+
+    def __init__(self, settings: ElasticsearchSettings, serializer: Serializer | None = None) -> None:
+        self.settings = settings
+        headers = {"user-agent": USER_AGENT}
+        kwargs = settings.client_kwargs()
+        if "basic_auth" in kwargs:
+            headers["authorization"] = basic_auth_to_header(kwargs["basic_auth"])
+        context = kwargs.get("ssl_context")
+        nodes = [node_config(url, headers, context) for url in settings.hosts]
+        self.transport = Transport(
+            nodes,
+            max_retries=0,  # the worker writes again what was refused for now (tasks/sink.py)
+            retry_on_status=(),
+            meta_header=False,
+            serializers={"application/json": serializer} if serializer is not None else None,
+        )
+        self.distribution: Distribution | None = None
+
+    @property
+    def where(self) -> str:
+        return self.settings.where
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        timeout_s: float = SETUP_TIMEOUT_S,
+        headers: dict[str, str] = JSON_HEADERS,
+    ) -> Answer:
+        """One request; raises SinkUnavailable when no host could be reached."""
+        try:
+            meta, answer = self.transport.perform_request(
+                method, path, body=body, headers=headers, request_timeout=timeout_s
+            )
+        except TransportError as err:
+            raise SinkUnavailable(
+                f"{self.name_of_server()} at {self.where} does not answer: {type(err).__name__}: {err.message} "
+                f"({method} {path.split('?')[0]})"
+            ) from None
+        return Answer(meta.status, answer)
+
+    def name_of_server(self) -> str:
+        """Elasticsearch or OpenSearch, for messages (Elasticsearch until the server says)."""
+        name = self.distribution.name if self.distribution else self.settings.distribution
+        return NAMES.get(name, "Elasticsearch")
+
+    def identify(self) -> Distribution:
+        """Which server this is, from its root endpoint (`version.distribution` is "opensearch"
+        on OpenSearch, absent on Elasticsearch), checked against conductor.elastic.distribution.
+        A server that does not show its root (no monitor privilege) is taken for what the key says."""
+        answer = self.request("GET", "/")
+        wanted = self.settings.distribution
+        if answer.status in (401, 403) or not answer.ok:
+            if answer.status == 401:
+                raise ConfigError(
+                    [
+                        f"{self.where} refused the credentials of connect.elastic.use.http.username: {answer.describe()}"
+                    ],
+                    "elasticsearch settings",
+                )
+            if wanted == "auto":
+                wanted = "elasticsearch"
+                log.warning(
+                    "%s does not show its version (GET / answered %s); taking it for Elasticsearch "
+                    "(set %s=opensearch if it is not)",
+                    self.where,
+                    answer.describe(),
+                    DISTRIBUTION_KEY,
+                )
+            self.distribution = Distribution(wanted, "")
+            return self.distribution
+        version = answer.body.get("version", {}) if isinstance(answer.body, dict) else {}
+        found = Distribution(version.get("distribution") or "elasticsearch", str(version.get("number", "")))
+        if wanted not in ("auto", found.name):
+            raise ConfigError(
+                [f"{DISTRIBUTION_KEY}={wanted}, but the server at {self.where} is {found}"],
+                "elasticsearch settings",
+            )
+        self.distribution = found
+        return found
+
+    def check_health(self) -> None:
+        """Raise SinkUnavailable unless the cluster answers its health request."""
+        answer = self.request("GET", "/_cluster/health")
+        if not answer.ok:
+            raise SinkUnavailable(
+                f"{self.name_of_server()} at {self.where} does not answer: {answer.describe()}"
+            )
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+def node_config(url: str, headers: dict[str, str], context: Any) -> NodeConfig:
+    node = url_to_node_config(url, use_default_ports_for_scheme=True)
+    options: dict[str, Any] = {"headers": headers}
+    if context is not None:
+        options["ssl_context"] = context
+    return node.replace(**options)
