@@ -224,7 +224,24 @@ def _search_prepare(server: Server, paths: Paths) -> None:
             else:
                 target.write_bytes(item.read_bytes())
         marker.write_text(f"{server.version}\n")
+    if server.name == "opensearch":
+        _opensearch_jvm_paths(server, paths)
     (paths.home / "tmp").mkdir(exist_ok=True)
+
+
+def _opensearch_jvm_paths(server: Server, paths: Paths) -> None:
+    """bin/opensearch runs Java in the installation folder (Elasticsearch in its logs folder), so the
+    relative GC log, heap dump and error file of jvm.options would land in the shared download
+    cache: they go to this run folder instead."""
+    options = paths.home / "config" / "jvm.options"
+    text = options.read_text()
+    fixed = (
+        text.replace("file=logs/gc.log", f"file={paths.logs}/gc.log")
+        .replace("-XX:HeapDumpPath=data", f"-XX:HeapDumpPath={paths.data}")
+        .replace("-XX:ErrorFile=logs/", f"-XX:ErrorFile={paths.logs}/")
+    )
+    if fixed != text:
+        options.write_text(fixed)
 
 
 def _search_command(server: Server, paths: Paths, java: str) -> list[str]:
