@@ -136,6 +136,39 @@ def start(config_path: str, bootstrap_servers: str | None, workers: int | None) 
 
 
 @main.command()
+@_config_option
+@click.option("--dry-run", is_flag=True, help="Say what would be closed and deleted; change nothing.")
+def retention(config_path: str, dry_run: bool) -> None:
+    """Close and delete the connector's dated indexes once (conductor.index.*.after.days)."""
+    from conductor.errors import ConductorError
+
+    try:
+        connector = _load(config_path, None)
+    except ConfigError as error:
+        click.echo(str(error), err=True)
+        sys.exit(exitcodes.CONFIG_ERROR)
+    upkeep = connector.sink.upkeep() if hasattr(connector, "sink") else None
+    if upkeep is None or upkeep.name != "retention":
+        click.echo(
+            f"{config_path}: no index retention to run: it applies to an Elasticsearch sink's dated indexes "
+            f"(WITHINDEXSUFFIX) once conductor.index.close.after.days or conductor.index.delete.after.days is set",
+            err=True,
+        )
+        sys.exit(exitcodes.CONFIG_ERROR)
+    click.echo(f"retention of connector {connector.config.name}: {upkeep.describe()}")
+    try:
+        run = upkeep.apply(dry_run=dry_run)
+    except ConductorError as error:
+        click.echo(f"conductor retention: {error}", err=True)
+        sys.exit(exitcodes.FAILED)
+    finally:
+        upkeep.close()
+    for line in run.lines():
+        click.echo(line)
+    sys.exit(exitcodes.FAILED if run.failed else exitcodes.OK)
+
+
+@main.command()
 @click.option(
     "--config",
     "config_path",

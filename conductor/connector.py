@@ -91,6 +91,9 @@ class Connector:
             ):
                 if value:
                     lines.append(f"  {clause}: {value}")
+        upkeep = self.sink.upkeep()
+        if upkeep is not None:
+            lines.append(f"{upkeep.name}: {upkeep.describe()}")
         return lines
 
 

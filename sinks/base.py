@@ -98,3 +98,26 @@ class Sink(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional: a sink without a client has nothing to release
         """Release the client."""
+
+    def upkeep(self) -> Upkeep | None:
+        """Work to do now and then beside the writes (index retention), or None."""
+        return None
+
+
+class Upkeep(ABC):
+    """A sink's periodic work. One worker of the group runs it, on a thread of its own, so it
+    makes its own connection; `run()` returns what it did, for the worker's state."""
+
+    name: str  # its key in the worker's state
+    interval_s: float
+
+    @abstractmethod
+    def run(self) -> dict[str, object]:
+        """Do it once; raise when it could not be done."""
+
+    def describe(self) -> str:
+        """One line for `conductor validate`."""
+        return self.name
+
+    def close(self) -> None:  # noqa: B027 - optional
+        """Release the connection."""

@@ -33,6 +33,7 @@ from conductor.kcql import compile_suffix
 from conductor.records import Record
 from conductor.routes import Route
 from sinks.base import Attempt, Batch, Failure, Sink
+from sinks.retention import CLOSE_KEY, DELETE_KEY, Retention, retention_of
 from sinks.search_server import SearchServer
 
 log = logging.getLogger(__name__)
@@ -253,6 +254,17 @@ class ElasticsearchSink(Sink):
                     where,
                     statement.pipeline,
                 )
+        retention = self.upkeep()
+        if retention is not None and not retention.targets and not retention.notes:
+            keys = [
+                key
+                for key, days in ((CLOSE_KEY, retention.close_after), (DELETE_KEY, retention.delete_after))
+                if days
+            ]
+            problems.append(
+                f"{' and '.join(keys)}: no KCQL route has a WITHINDEXSUFFIX with a date, so there "
+                f"are no dated indexes to retire"
+            )
         return problems
 
     def describe_route(self, route: Route) -> list[str]:
@@ -269,6 +281,9 @@ class ElasticsearchSink(Sink):
         distribution = self.server.identify()
         self.server.check_health()
         log.debug("writing to %s at %s", distribution, settings.where)
+
+    def upkeep(self) -> Retention | None:
+        return retention_of(self.settings, self.routes)
 
     def close(self) -> None:
         if self.server is not None:

@@ -319,6 +319,16 @@ class GroupMember:
         self.close(leave=False)
         self.join()
 
+    def holds_first_partition(self) -> bool:
+        """Whether this worker holds partition 0 of the first topic the group reads: true of one
+        member of the group at a time (tasks/upkeep.py)."""
+        if self.consumer is None:
+            return False
+        topics = self.consumer.subscription() or ()
+        if not topics:
+            return False
+        return TopicPartition(min(topics), 0) in self.consumer.assignment()
+
     def membership(self) -> str:
         """ "stable", "rebalancing" or "unjoined", for the worker's state."""
         return (

@@ -24,6 +24,7 @@ from tasks.consumer import GroupMember, StopRequested, instance_id
 from tasks.metrics import Rate, WorkerMetrics
 from tasks.outage import Outage
 from tasks.sink import SinkTask
+from tasks.upkeep import UpkeepRunner
 
 log = logging.getLogger("conductor.worker")
 
@@ -62,7 +63,8 @@ class SinkWorker:
         dead_letter = DeadLetterTopic.of(config, worker_id)
         task = SinkTask(config, self.routes, self.sink, member, dead_letter)
         metrics = WorkerMetrics(control.state_dir / "metrics", config.name, worker_id)
-        return WorkerRun(control, member, task, metrics)
+        upkeep = self.sink.upkeep()
+        return WorkerRun(control, member, task, metrics, UpkeepRunner(upkeep, worker_id) if upkeep else None)
 
 
 class WorkerRun:
@@ -74,8 +76,10 @@ class WorkerRun:
         member: GroupMember,
         task: SinkTask,
         metrics: WorkerMetrics | None = None,
+        upkeep: UpkeepRunner | None = None,
     ) -> None:
         self.control = control
+        self.upkeep = upkeep
         self.metrics = metrics
         self.rate = Rate()
         self.member = member
@@ -171,6 +175,8 @@ class WorkerRun:
             return
 
     def close(self) -> None:
+        if self.upkeep is not None:
+            self.upkeep.close()
         self.member.close(leave=self.control.leaving)
         if self.task.dead_letter is not None:
             self.task.dead_letter.close()
@@ -189,6 +195,9 @@ class WorkerRun:
         counts["commits_refused"] = member.refused_commits
         if self.metrics is not None:
             self.metrics.update(counts, task.timings)
+        if self.upkeep is not None:
+            self.upkeep.tick(leading=state == "running" and member.holds_first_partition())
+            counts[self.upkeep.upkeep.name] = self.upkeep.state()
         waiting = task.store.state() or task.registry.state() or member.kafka.state()
         if state == "running" and (waiting or self.paused):
             state = "paused" if self.paused else "waiting"

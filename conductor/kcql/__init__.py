@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from conductor.kcql.ast import Field, FieldPath, Statement, Target
-from conductor.kcql.dateformat import DateFormatError, compile_suffix
+from conductor.kcql.dateformat import DateFormatError, compile_suffix, compile_suffix_reader
 from conductor.kcql.errors import KcqlSyntaxError
 from conductor.kcql.parser import parse_kcql, parse_kcql_many
 
@@ -20,6 +20,7 @@ __all__ = [
     "Statement",
     "Target",
     "compile_suffix",
+    "compile_suffix_reader",
     "parse_kcql",
     "parse_kcql_many",
 ]

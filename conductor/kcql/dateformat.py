@@ -8,6 +8,9 @@ formats as 2026); we do not copy that bug.
 
 from __future__ import annotations
 
+import calendar
+import re
+import string
 import time
 from collections.abc import Callable
 
@@ -69,6 +72,52 @@ def compile_suffix(pattern: str) -> Callable[[int], str]:
         return text
 
     return format_suffix
+
+
+# str.format field -> the regex of what it writes (a repeated field must repeat its value).
+FIELD_PATTERNS = {"04d": r"(\d{4})", "02d": r"(\d{2})", "": r"(\d{1,2})"}
+
+
+def compile_suffix_reader(pattern: str) -> Callable[[str], int | None]:
+    """Return a function from a formatted suffix back to the epoch ms (UTC) its period starts at,
+    or None for text that ``compile_suffix(pattern)`` would not have written: another format,
+    an impossible date, an ambiguous unpadded one. A pattern without date fields reads nothing.
+
+    >>> read = compile_suffix_reader("_{yyyy-MM-dd}")
+    >>> read("_2026-11-30"), read("_2026-02-30"), read("_20261130")
+    (1795996800000, None, None)
+    """
+    template, unit = translate(pattern)
+    if unit is None:
+        return lambda text: None
+    parts, fields = [], []
+    for text, name, spec, _ in string.Formatter().parse(template):
+        parts.append(re.escape(text))
+        if name is not None:
+            parts.append(FIELD_PATTERNS[spec])
+            fields.append(int(name))
+    greedy = re.compile("".join(parts)).fullmatch
+    # Unpadded fields side by side (yyyyMd) can split digits more than one way: the greedy and
+    # the lazy reading are the two extremes, so when they differ the name is ambiguous.
+    lazy = re.compile("".join(parts).replace(r"{1,2})", r"{1,2}?)")).fullmatch
+    write = compile_suffix(pattern)
+
+    def read_suffix(text: str) -> int | None:
+        found = greedy(text)
+        if found is None or found.groups() != lazy(text).groups():
+            return None
+        values = [2000, 0, 1, 1, 0, 0, 0]  # (year, yy, month, day, hour, minute, second)
+        for position, digits in zip(fields, found.groups(), strict=True):
+            values[position] = int(digits)
+        if 0 not in fields and 1 in fields:
+            values[0] = 2000 + values[1]
+        year, _, month, day, hour, minute, second = values
+        if not (1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1]):
+            return None
+        epoch_ms = calendar.timegm((year, month, day, hour, minute, second)) * 1000
+        return epoch_ms if write(epoch_ms) == text else None  # e.g. two fields that disagree
+
+    return read_suffix
 
 
 def translate(pattern: str) -> tuple[str, int | None]:

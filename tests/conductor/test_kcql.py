@@ -16,6 +16,7 @@ from conductor.kcql import (
     Statement,
     Target,
     compile_suffix,
+    compile_suffix_reader,
     parse_kcql,
     parse_kcql_many,
 )
@@ -561,6 +562,46 @@ def test_compile_suffix_reuses_the_last_result_within_its_unit() -> None:
 
 def test_compile_suffix_before_1970() -> None:
     assert compile_suffix("_{yyyy-MM-dd HH}")(-1) == "_1969-12-31 23"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "moment", "suffix"),
+    [
+        ("_{YYYY-MM-dd}", (2025, 12, 29), "_2025-12-29"),
+        ("_{uuuu.MM}", (2024, 12, 1), "_2024.12"),
+        ("-{yyyy.MM.dd.HH}", (2026, 1, 1, 7), "-2026.01.01.07"),
+        ("-{yy/M/d H:mm:ss}", (2026, 3, 4, 7, 5, 9), "-26/3/4 7:05:09"),
+        ("-{yy/M/d}", (2026, 11, 13), "-26/11/13"),
+        ("_{yyyy-MM-dd'T'HH}", (2026, 3, 4, 13), "_2026-03-04T13"),
+        ("_{yyyy 'week''s' ''}", (2026, 1, 1), "_2026 week's '"),
+        ("_{yyyy}-{yyyy}", (2026, 1, 1), "_2026-2026"),
+    ],
+)
+def test_a_suffix_reads_back_to_the_start_of_its_period(
+    pattern: str, moment: tuple[int, ...], suffix: str
+) -> None:
+    assert compile_suffix_reader(pattern)(suffix) == epoch_ms(*moment)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "text"),
+    [
+        ("_{yyyy-MM-dd}", "_2026-02-30"),  # no such day
+        ("_{yyyy-MM-dd}", "_2026-13-01"),
+        ("_{yyyy-MM-dd}", "_2026.11.30"),  # another format
+        ("_{yyyy-MM-dd}", "-2026-11-30"),
+        ("_{yyyy-MM-dd}", "_2026-11-30-05"),
+        ("_{yyyy-MM-dd}", "_20261130"),
+        ("_{yyyy-MM-dd}", "_2026-11-3"),
+        ("_{yyyy.MM.dd}", "_2026a11b30"),  # '.' is a literal dot, not any character
+        ("_{yyyy-M-d}", "_2026-011-30"),
+        ("_{yyyy}-{yyyy}", "_2026-2025"),  # a repeated field that disagrees with itself
+        ("_{yyyyMd}", "_2026111"),  # unpadded and ambiguous: 1 Nov or 11 Jan
+        ("static", "static"),  # no date at all
+    ],
+)
+def test_text_the_suffix_would_not_have_written_reads_as_none(pattern: str, text: str) -> None:
+    assert compile_suffix_reader(pattern)(text) is None
 
 
 @pytest.mark.parametrize(
