@@ -44,6 +44,23 @@ def _minor(version: str) -> tuple[int, int]:
     return major(version), int(parts[1]) if parts[1].isdigit() else 0
 
 
+def java_range(name: str, version: str) -> tuple[int, int | None]:
+    """The Java major versions a server's version runs on: (lowest, highest or None), inclusive."""
+    if name == "elasticsearch":
+        # 9.x: class files of Java 21 and a launcher that checks it. 8.x: 17 and newer.
+        return (21, None) if major(version) >= 9 else (17, None)
+    if name == "opensearch":
+        # 3.x: "OpenSearch requires Java 21". 2.x checks for 11, and its jvm.options still turn the
+        # Security Manager on, which Java 24 removed (JEP 486).
+        return (21, None) if major(version) >= 3 else (11, 21)
+    if name == "cassandra":
+        return (17, 17)  # the JVM options are Cassandra 5.0's for 17 (cassandra/jvm17-server.options)
+    if name == "schema-registry":
+        # Apicurio 3.0.x runs on 17; 3.3's classes need 21 (3.1 and 3.2 not checked: 21 runs them all).
+        return (17, None) if _minor(version) <= (3, 0) else (21, None)
+    return (17, None)  # Kafka 4
+
+
 def _versioned_home(name: str, version: str, plain_major: int | None = None) -> str:
     """The run folder of a server whose data a newer major rewrites for good (Elasticsearch,
     OpenSearch): one folder a major version, so 8 and 9 never share a data folder or a copied
@@ -101,10 +118,10 @@ class Server:
     self_daemonizing: bool = False
     # Started only when named: `compose/local up` without names leaves it out (`down` stops it).
     optional: bool = False
-    # The Java major versions it runs on, inclusive (None: no upper bound). compose/local picks the
-    # lowest installed Java in the range, or the one CONDUCTOR_<NAME>_JAVA_HOME names.
-    java_min: int = 17
-    java_max: int | None = None
+    # The Java major versions it runs on, inclusive (None: no upper bound), from java_range().
+    # compose/local picks the lowest installed Java in the range, or the one
+    # CONDUCTOR_<NAME>_JAVA_HOME names.
+    java: tuple[int, int | None] = (17, None)
     # The folder under the run dir; the name when empty. Servers of one name but another major
     # version get another folder (see _versioned_home), and share the ports.
     home_name: str = ""
@@ -123,12 +140,13 @@ class Server:
         return f"CONDUCTOR_{self.name.upper().replace('-', '_')}_JAVA_HOME"
 
     @property
-    def java_range(self) -> str:
-        if self.java_max is None:
-            return f"Java {self.java_min} or newer"
-        if self.java_max == self.java_min:
-            return f"Java {self.java_min}"
-        return f"Java {self.java_min} to {self.java_max}"
+    def java_needed(self) -> str:
+        lowest, highest = self.java
+        if highest is None:
+            return f"Java {lowest} or newer"
+        if highest == lowest:
+            return f"Java {lowest}"
+        return f"Java {lowest} to {highest}"
 
     def install_dir(self, cache: Path) -> Path:
         return cache / f"{self.name}-{self.version}"
@@ -398,6 +416,7 @@ KAFKA = Server(
     command=_kafka_command,
     init_command=_kafka_format_command,
     probe=_kafka_probe,
+    java=java_range("kafka", KAFKA_VERSION),
 )
 
 ELASTICSEARCH = Server(
@@ -415,8 +434,7 @@ ELASTICSEARCH = Server(
     environment=_search_environment,
     probe=_elasticsearch_probe,
     self_daemonizing=True,
-    # 9.x: class files of Java 21 and a launcher that checks it. 8.x: 17 and newer.
-    java_min=21 if major(ELASTICSEARCH_VERSION) >= 9 else 17,
+    java=java_range("elasticsearch", ELASTICSEARCH_VERSION),
     home_name=_versioned_home("elasticsearch", ELASTICSEARCH_VERSION, plain_major=8),
 )
 
@@ -434,9 +452,7 @@ CASSANDRA = Server(
     prepare=_cassandra_prepare,
     command=_cassandra_command,
     probe=_cassandra_probe,
-    # Its JVM options are the ones Cassandra 5.0 ships for Java 17 (compose/cassandra/jvm17-server.options).
-    java_min=17,
-    java_max=17,
+    java=java_range("cassandra", CASSANDRA_VERSION),
 )
 
 SCHEMA_REGISTRY = Server(
@@ -451,8 +467,7 @@ SCHEMA_REGISTRY = Server(
     command=_schema_registry_command,
     probe=_schema_registry_probe,
     optional=True,
-    # 3.0.x runs on Java 17; 3.3's classes need 21 (3.1 and 3.2 not checked: 21 runs them all).
-    java_min=17 if _minor(SCHEMA_REGISTRY_VERSION) <= (3, 0) else 21,
+    java=java_range("schema-registry", SCHEMA_REGISTRY_VERSION),
 )
 
 OPENSEARCH = Server(
@@ -471,10 +486,7 @@ OPENSEARCH = Server(
     probe=_opensearch_probe,
     self_daemonizing=True,
     optional=True,
-    # 3.x: "OpenSearch requires Java 21". 2.x checks for 11, and its jvm.options still turn the
-    # Security Manager on, which Java 24 removed (JEP 486): 11 to 21.
-    java_min=21 if major(OPENSEARCH_VERSION) >= 3 else 11,
-    java_max=None if major(OPENSEARCH_VERSION) >= 3 else 21,
+    java=java_range("opensearch", OPENSEARCH_VERSION),
     home_name=_versioned_home("opensearch", OPENSEARCH_VERSION),
 )
 
