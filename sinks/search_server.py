@@ -36,6 +36,7 @@ class Answer:
 
     status: int
     body: Any
+    product: str | None = None  # Elasticsearch's X-Elastic-Product header (OpenSearch sends none)
 
     @property
     def ok(self) -> bool:
@@ -108,7 +109,7 @@ class SearchServer:
                 f"{self.name_of_server()} at {self.where} does not answer: {type(err).__name__}: {err.message} "
                 f"({method} {path.split('?')[0]})"
             ) from None
-        return Answer(meta.status, answer)
+        return Answer(meta.status, answer, meta.headers.get("x-elastic-product"))
 
     def name_of_server(self) -> str:
         """Elasticsearch or OpenSearch, for messages (Elasticsearch until the server says)."""
@@ -116,32 +117,38 @@ class SearchServer:
         return NAMES.get(name, "Elasticsearch")
 
     def identify(self) -> Distribution:
-        """Which server this is, from its root endpoint (`version.distribution` is "opensearch"
-        on OpenSearch, absent on Elasticsearch), checked against conductor.elastic.distribution.
-        A server that does not show its root (no monitor privilege) is taken for what the key says."""
+        """Which server this is, checked against conductor.elastic.distribution. The root
+        endpoint says (`version.distribution` is "opensearch" on OpenSearch, absent on
+        Elasticsearch); where it is missing (Elasticsearch's integ-test build) or forbidden,
+        the local node's version and Elasticsearch's X-Elastic-Product header say it."""
         answer = self.request("GET", "/")
+        if answer.status == 401:
+            raise ConfigError(
+                [
+                    f"{self.where} refused the credentials of connect.elastic.use.http.username: {answer.describe()}"
+                ],
+                "elasticsearch settings",
+            )
+        if answer.ok and isinstance(answer.body, dict):
+            version = answer.body.get("version") or {}
+            name = version.get("distribution") or "elasticsearch"
+        else:
+            answer = self.request("GET", "/_nodes/_local?filter_path=nodes.*.version")
+            nodes = answer.body.get("nodes") if answer.ok and isinstance(answer.body, dict) else None
+            version = {"number": next(iter(nodes.values()), {}).get("version", "")} if nodes else {}
+            name = "elasticsearch" if answer.product == "Elasticsearch" else None
         wanted = self.settings.distribution
-        if answer.status in (401, 403) or not answer.ok:
-            if answer.status == 401:
-                raise ConfigError(
-                    [
-                        f"{self.where} refused the credentials of connect.elastic.use.http.username: {answer.describe()}"
-                    ],
-                    "elasticsearch settings",
-                )
+        if name is None:
+            name = "elasticsearch" if wanted == "auto" else wanted
             if wanted == "auto":
-                wanted = "elasticsearch"
                 log.warning(
-                    "%s does not show its version (GET / answered %s); taking it for Elasticsearch "
-                    "(set %s=opensearch if it is not)",
+                    "%s does not say which server it is (%s); taking it for Elasticsearch (set %s=opensearch "
+                    "if it is not)",
                     self.where,
                     answer.describe(),
                     DISTRIBUTION_KEY,
                 )
-            self.distribution = Distribution(wanted, "")
-            return self.distribution
-        version = answer.body.get("version", {}) if isinstance(answer.body, dict) else {}
-        found = Distribution(version.get("distribution") or "elasticsearch", str(version.get("number", "")))
+        found = Distribution(name, str(version.get("number", "")))
         if wanted not in ("auto", found.name):
             raise ConfigError(
                 [f"{DISTRIBUTION_KEY}={wanted}, but the server at {self.where} is {found}"],
