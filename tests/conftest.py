@@ -90,11 +90,25 @@ def docker_compose_project_name() -> str:
     return "conductor-tests"
 
 
+def _check_elasticsearch_version() -> None:
+    """CONDUCTOR_ELASTICSEARCH_VERSION names the version these tests are for (.ci/run runs the
+    Elasticsearch tests again on 9): another version answering on the port must not pass for it."""
+    wanted = os.environ.get("CONDUCTOR_ELASTICSEARCH_VERSION")
+    running = json.loads(_launcher("env", "--json").stdout).get("CONDUCTOR_ELASTICSEARCH_VERSION")
+    if wanted and running and running != wanted:
+        pytest.fail(
+            f"CONDUCTOR_ELASTICSEARCH_VERSION={wanted}, but Elasticsearch {running} answers: "
+            f"`compose/local down elasticsearch` first",
+            pytrace=False,
+        )
+
+
 @pytest.fixture(scope="session")
 def servers(request: pytest.FixtureRequest) -> Servers:
     settings = _settings()
     missing = _not_answering(settings)
     if not missing:
+        _check_elasticsearch_version()
         yield settings
         return
     if _docker_engine_answers():
@@ -105,6 +119,7 @@ def servers(request: pytest.FixtureRequest) -> Servers:
     started = _launcher("up", *missing)
     if started.returncode != 0:
         pytest.fail(f"compose/local up failed:\n{started.stdout}\n{started.stderr}", pytrace=False)
+    _check_elasticsearch_version()
     try:
         yield settings
     finally:
@@ -142,6 +157,24 @@ def schema_registry() -> str:
     yield registry.URL
     if started:
         _launcher("down", "schema-registry")
+
+
+@pytest.fixture(scope="session")
+def opensearch() -> str:
+    """OpenSearch's URL (compose/local up opensearch): started for this session if it does not
+    answer, and stopped after it."""
+    url = json.loads(_launcher("env", "--json").stdout)["CONDUCTOR_OPENSEARCH_URL"]
+    try:
+        probes.search_server(url, "opensearch")
+        started = False
+    except probes.ProbeFailed:
+        up = _launcher("up", "opensearch")
+        if up.returncode != 0:
+            pytest.fail(f"compose/local up opensearch failed:\n{up.stdout}\n{up.stderr}", pytrace=False)
+        started = True
+    yield url
+    if started and not os.environ.get("CONDUCTOR_KEEP_SERVERS"):
+        _launcher("down", "opensearch")
 
 
 @pytest.fixture
