@@ -155,7 +155,9 @@ class Retention(Upkeep):
         if self.delete_after is not None:
             rules.append(f"delete after {self.delete_after} days")
         targets = ", ".join(f"{t.name}{t.pattern}" for t in self.targets) or "no dated index"
-        return f"{' and '.join(rules)}, counted from the date in the name ({targets})"
+        return "; ".join(
+            [f"{' and '.join(rules)}, counted from the date in the name ({targets})", *self.notes]
+        )
 
     def run(self) -> dict[str, object]:
         return self.apply().summary()

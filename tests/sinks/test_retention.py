@@ -136,3 +136,65 @@ def test_retention_closes_and_deletes_exactly_the_routes_old_days(elasticsearch:
     assert again.stdout.splitlines()[-1] == "0 closed, 0 deleted, 38 left"
     assert states(client, prefix) == after
     client.close()
+
+
+def cli(tmp_path: Path, command: str, kcql: str, **settings: str) -> tuple[int, str]:
+    from click.testing import CliRunner
+
+    from conductor.cli import main
+
+    lines = {
+        "name": "retention-config",
+        "connector.class": "io.lenses.streamreactor.connect.elastic8.ElasticSinkConnector",
+        "topics": "readings",
+        "connect.elastic.hosts": "127.0.0.1",
+        "connect.elastic.kcql": kcql,
+        **settings,
+    }
+    path = tmp_path / "c.properties"
+    path.write_text("".join(f"{key}={value}\n" for key, value in lines.items()))
+    result = CliRunner().invoke(main, [command, "--config", str(path)])
+    return result.exit_code, result.output
+
+
+def test_validate_says_what_retention_applies_to(tmp_path: Path) -> None:
+    kcql = (
+        "INSERT INTO readings SELECT * FROM readings WITHINDEXSUFFIX=_{yyyy-MM-dd}; "
+        "INSERT INTO _value.region SELECT * FROM readings WITHINDEXSUFFIX=_{yyyy}; "
+        "INSERT INTO plain SELECT * FROM readings"
+    )
+    code, output = cli(tmp_path, "validate", kcql, **{"conductor.index.close.after.days": "7"})
+    assert code == 0, output
+    assert (
+        "retention: close after 7 days, counted from the date in the name (readings_{yyyy-MM-dd}); "
+        "KCQL line 1 (_value.region): left alone: its index name comes from the record"
+    ) in output
+
+
+def test_retention_keys_without_a_dated_route_are_a_config_problem(tmp_path: Path) -> None:
+    code, output = cli(
+        tmp_path,
+        "validate",
+        "INSERT INTO plain SELECT * FROM readings",
+        **{"conductor.index.close.after.days": "7", "conductor.index.delete.after.days": "30"},
+    )
+    assert code == 1, output
+    assert (
+        "conductor.index.close.after.days and conductor.index.delete.after.days: no KCQL route has a "
+        "WITHINDEXSUFFIX with a date, so there are no dated indexes to retire"
+    ) in output
+    code, output = cli(
+        tmp_path,
+        "validate",
+        "INSERT INTO x SELECT * FROM readings",
+        **{"conductor.index.close.after.days": "0"},
+    )
+    assert code == 1 and "conductor.index.close.after.days" in output, output
+
+
+def test_retention_without_its_keys_says_how_to_turn_it_on(tmp_path: Path) -> None:
+    code, output = cli(
+        tmp_path, "retention", "INSERT INTO r SELECT * FROM readings WITHINDEXSUFFIX=_{yyyy-MM-dd}"
+    )
+    assert code == 2
+    assert "once conductor.index.close.after.days or conductor.index.delete.after.days is set" in output
