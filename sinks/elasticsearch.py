@@ -378,7 +378,9 @@ class ElasticsearchSink(Sink):
         """AUTOCREATE: create each index the first time it is seen. A name Elasticsearch
         refuses is left to the bulk request, whose items then say why per record."""
         for name in sorted(names):
-            answer = self.server.request("PUT", "/" + quote(name, safe=""))
+            answer = self.server.request(
+                "PUT", "/" + quote(name, safe=""), timeout_s=min(self.write_timeout_s, ATTEMPT_S)
+            )
             if not answer.ok and answer.error_type != "resource_already_exists_exception":
                 log.warning("AUTOCREATE of index %s failed: %s", name, answer.describe())
                 continue

@@ -1,9 +1,9 @@
 """Index retention: the dated indexes a connector's routes write are closed, then deleted.
 
 An index is a route's when its name is the route's target followed by a suffix that the
-route's WITHINDEXSUFFIX writes; the suffix is read back to its date (kcql/dateformat.py). The
-age counts from that date, not from the index's creation, so a replay of old data retires on
-time (as ILM's index.lifecycle.parse_origination_date). Everything else is left alone, and
+route's WITHINDEXSUFFIX writes; the suffix is read back to the period it names
+(kcql/dateformat.py). The age counts from that period's end, not from the index's creation: a
+replay of old data retires on time, and an index is never retired while its period lasts. Everything else is left alone, and
 the report says why: look-alike names, data streams, aliases, the index being written now, and
 routes whose index name comes from the record.
 
@@ -21,9 +21,8 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from conductor.config import ElasticsearchSettings
-from conductor.errors import ConductorError
+from conductor.errors import ConductorError, SinkUnavailable
 from conductor.kcql import compile_suffix, compile_suffix_reader
-from conductor.kcql.dateformat import translate
 from conductor.routes import Route
 from sinks.base import Upkeep
 from sinks.search_server import SearchServer
@@ -42,11 +41,11 @@ class DatedTarget:
 
     name: str
     pattern: str
-    read: Callable[[str], int | None]  # suffix -> epoch ms its period starts, or None
+    read: Callable[[str], tuple[int, int] | None]  # suffix -> its period (start, end) in epoch ms
     write: Callable[[int], str]  # epoch ms -> suffix
     where: str  # "KCQL line 2", for reasons
 
-    def start_of(self, index: str) -> int | None:
+    def period_of(self, index: str) -> tuple[int, int] | None:
         return self.read(index[len(self.name) :]) if index.startswith(self.name) else None
 
 
@@ -131,14 +130,17 @@ class Retention(Upkeep):
                     f"{where} ({statement.target.name}): left alone: its index name comes from the record"
                 )
                 continue
-            if translate(statement.index_suffix)[1] is None:
-                self.notes.append(f"{where} ({statement.target.name}): left alone: its suffix has no date")
+            read = compile_suffix_reader(statement.index_suffix)
+            if read is None:
+                self.notes.append(
+                    f"{where} ({statement.target.name}{statement.index_suffix}): left alone: its suffix "
+                    f"does not name one period (it needs the year, and each field down to its finest)"
+                )
                 continue
             key = (statement.target.name, statement.index_suffix)
             if key in seen:
                 continue
             seen.add(key)
-            read = compile_suffix_reader(statement.index_suffix)
             self.targets.append(
                 DatedTarget(key[0], key[1], read, compile_suffix(statement.index_suffix), where)
             )
@@ -156,7 +158,10 @@ class Retention(Upkeep):
             rules.append(f"delete after {self.delete_after} days")
         targets = ", ".join(f"{t.name}{t.pattern}" for t in self.targets) or "no dated index"
         return "; ".join(
-            [f"{' and '.join(rules)}, counted from the date in the name ({targets})", *self.notes]
+            [
+                f"{' and '.join(rules)}, counted from the end of the period in the name ({targets})",
+                *self.notes,
+            ]
         )
 
     def run(self) -> dict[str, object]:
@@ -202,20 +207,23 @@ class Retention(Upkeep):
             if index.get("data_stream"):
                 verdicts.append(Verdict(name, LEAVE, f"backs data stream {index['data_stream']}", closed))
                 continue
-            start = target.start_of(name)
-            if start is None:
+            period = target.period_of(name)
+            if period is None:
                 reason = f"not a name {target.where} writes ({target.name} + {target.pattern})"
                 verdicts.append(Verdict(name, LEAVE, reason, closed))
             elif name == written_now:
                 verdicts.append(Verdict(name, LEAVE, "written now", closed))
             else:
-                verdicts.append(self.by_age(name, (now_ms - start) / DAY_MS, closed))
+                verdicts.append(self.by_age(name, (now_ms - period[1]) / DAY_MS, closed))
         return verdicts
 
     def by_age(self, name: str, age_days: float, closed: bool) -> Verdict:
-        age = f"{int(age_days)} day{'' if int(age_days) == 1 else 's'} old"
+        """`age_days`: since the period the name covers ended (its last record's day), so an
+        index is never retired while its period can still be written."""
+        days = int(age_days)
+        age = "ended today" if days == 0 else f"ended {days} day{'' if days == 1 else 's'} ago"
         if age_days < 0:
-            return Verdict(name, LEAVE, "dated in the future", closed)
+            return Verdict(name, LEAVE, "its period has not ended", closed)
         if self.delete_after is not None and age_days >= self.delete_after:
             return Verdict(name, DELETE, f"{age} ({DELETE_KEY}={self.delete_after})", closed)
         if self.close_after is not None and age_days >= self.close_after:
@@ -234,10 +242,19 @@ class Retention(Upkeep):
 
     def act(self, verdict: Verdict, outcome: RetentionRun) -> None:
         name = quote(verdict.index, safe="")
-        if verdict.action == CLOSE:
-            answer = self.server.request("POST", f"/{name}/_close")
-        else:
-            answer = self.server.request("DELETE", f"/{name}")
+        timeout_s = self.settings.write_timeout_ms / 1000
+        try:
+            if verdict.action == CLOSE:
+                answer = self.server.request("POST", f"/{name}/_close", timeout_s=timeout_s)
+            else:
+                answer = self.server.request("DELETE", f"/{name}", timeout_s=timeout_s)
+        except SinkUnavailable as error:  # it may still happen on the server: the next run sees
+            outcome.failed[verdict.index] = f"{verdict.action}: {error.reason}"
+            log.warning("retention: could not %s index %s: %s", verdict.action, verdict.index, error.reason)
+            return
+        if answer.status == 404:  # gone meanwhile (deleted by hand, or by another run)
+            log.info("retention: index %s is gone already", verdict.index)
+            return
         if answer.ok:
             outcome.done[verdict.action].append(verdict.index)
             past = "closed" if verdict.action == CLOSE else "deleted"

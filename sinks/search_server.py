@@ -125,7 +125,8 @@ class SearchServer:
         if answer.status == 401:
             raise ConfigError(
                 [
-                    f"{self.where} refused the credentials of connect.elastic.use.http.username: {answer.describe()}"
+                    f"{self.where} refused the credentials (connect.elastic.use.http.username and password, "
+                    f"or the user:password in connect.elastic.hosts): {answer.describe()}"
                 ],
                 "elasticsearch settings",
             )
@@ -170,8 +171,10 @@ class SearchServer:
 
 
 def node_config(url: str, headers: dict[str, str], context: Any) -> NodeConfig:
+    """A host's node; the `authorization` header made from a user:password in its URL is kept
+    unless the connector's own credentials are given."""
     node = url_to_node_config(url, use_default_ports_for_scheme=True)
-    options: dict[str, Any] = {"headers": headers}
+    options: dict[str, Any] = {"headers": {**node.headers, **headers}}
     if context is not None:
         options["ssl_context"] = context
     return node.replace(**options)

@@ -324,10 +324,13 @@ class GroupMember:
         member of the group at a time (tasks/upkeep.py)."""
         if self.consumer is None:
             return False
-        topics = self.consumer.subscription() or ()
-        if not topics:
-            return False
-        return TopicPartition(min(topics), 0) in self.consumer.assignment()
+        # The first topic that exists: one that has no partitions yet would lead nobody. The
+        # cluster's cached metadata is read (kafka-python has no public call that does not block).
+        cluster = self.consumer._client.cluster
+        for topic in sorted(self.consumer.subscription() or ()):
+            if cluster.partitions_for_topic(topic):
+                return TopicPartition(topic, 0) in self.consumer.assignment()
+        return False
 
     def membership(self) -> str:
         """ "stable", "rebalancing" or "unjoined", for the worker's state."""

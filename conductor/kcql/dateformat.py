@@ -78,44 +78,57 @@ def compile_suffix(pattern: str) -> Callable[[int], str]:
 FIELD_PATTERNS = {"04d": r"(\d{4})", "02d": r"(\d{2})", "": r"(\d{1,2})"}
 
 
-def compile_suffix_reader(pattern: str) -> Callable[[str], int | None]:
-    """Return a function from a formatted suffix back to the epoch ms (UTC) its period starts at,
-    or None for text that ``compile_suffix(pattern)`` would not have written: another format,
-    an impossible date, an ambiguous unpadded one. A pattern without date fields reads nothing.
+def compile_suffix_reader(pattern: str) -> Callable[[str], tuple[int, int] | None] | None:
+    """Return a function from a formatted suffix back to the period it names, as epoch ms (UTC)
+    of its start and of its end (the next period's start), or None for text that
+    ``compile_suffix(pattern)`` would not have written: another format, an impossible date, an
+    ambiguous unpadded one. None instead of a function for a pattern that does not name one
+    period: no year, or a finer field without the ones above it (``_{dd}``, ``_{yyyy-dd}``).
 
     >>> read = compile_suffix_reader("_{yyyy-MM-dd}")
     >>> read("_2026-11-30"), read("_2026-02-30"), read("_20261130")
-    (1795996800000, None, None)
+    ((1795996800000, 1796083200000), None, None)
     """
     template, unit = translate(pattern)
     if unit is None:
-        return lambda text: None
+        return None
     parts, fields = [], []
     for text, name, spec, _ in string.Formatter().parse(template):
         parts.append(re.escape(text))
         if name is not None:
             parts.append(FIELD_PATTERNS[spec])
             fields.append(int(name))
+    # (year, month, day, hour, minute, second): the fields shown must run from the year down.
+    shown = [bool({0, 1} & set(fields))] + [position in fields for position in range(2, 7)]
+    finest = shown.index(False) - 1 if False in shown else len(shown) - 1
+    if finest < 0 or any(shown[finest + 1 :]):
+        return None
     greedy = re.compile("".join(parts)).fullmatch
     # Unpadded fields side by side (yyyyMd) can split digits more than one way: the greedy and
     # the lazy reading are the two extremes, so when they differ the name is ambiguous.
     lazy = re.compile("".join(parts).replace(r"{1,2})", r"{1,2}?)")).fullmatch
     write = compile_suffix(pattern)
 
-    def read_suffix(text: str) -> int | None:
+    def read_suffix(text: str) -> tuple[int, int] | None:
         found = greedy(text)
         if found is None or found.groups() != lazy(text).groups():
             return None
         values = [2000, 0, 1, 1, 0, 0, 0]  # (year, yy, month, day, hour, minute, second)
         for position, digits in zip(fields, found.groups(), strict=True):
             values[position] = int(digits)
-        if 0 not in fields and 1 in fields:
+        if 0 not in fields:
             values[0] = 2000 + values[1]
         year, _, month, day, hour, minute, second = values
-        if not (1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1]):
+        if not (year >= 1 and 1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1]):
             return None
-        epoch_ms = calendar.timegm((year, month, day, hour, minute, second)) * 1000
-        return epoch_ms if write(epoch_ms) == text else None  # e.g. two fields that disagree
+        start = calendar.timegm((year, month, day, hour, minute, second)) * 1000
+        if write(start) != text:  # e.g. two fields that disagree
+            return None
+        if finest == 0:
+            return start, calendar.timegm((year + 1, 1, 1, 0, 0, 0)) * 1000
+        if finest == 1:
+            return start, calendar.timegm((year + month // 12, month % 12 + 1, 1, 0, 0, 0)) * 1000
+        return start, start + (DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS)[finest - 2]
 
     return read_suffix
 

@@ -580,7 +580,29 @@ def test_compile_suffix_before_1970() -> None:
 def test_a_suffix_reads_back_to_the_start_of_its_period(
     pattern: str, moment: tuple[int, ...], suffix: str
 ) -> None:
-    assert compile_suffix_reader(pattern)(suffix) == epoch_ms(*moment)
+    assert compile_suffix_reader(pattern)(suffix)[0] == epoch_ms(*moment)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "suffix", "start", "end"),
+    [
+        ("_{yyyy}", "_2026", (2026, 1, 1), (2027, 1, 1)),
+        ("_{yyyy-MM}", "_2026-12", (2026, 12, 1), (2027, 1, 1)),
+        ("_{yy.M}", "_26.2", (2026, 2, 1), (2026, 3, 1)),
+        ("_{yyyy-MM-dd}", "_2024-02-29", (2024, 2, 29), (2024, 3, 1)),
+        ("_{yyyy-MM-dd-HH}", "_2026-12-31-23", (2026, 12, 31, 23), (2027, 1, 1)),
+        ("_{yyyy-MM-dd HH:mm}", "_2026-12-31 23:59", (2026, 12, 31, 23, 59), (2027, 1, 1)),
+    ],
+)
+def test_a_suffix_reads_back_to_its_whole_period(
+    pattern: str, suffix: str, start: tuple[int, ...], end: tuple[int, ...]
+) -> None:
+    assert compile_suffix_reader(pattern)(suffix) == (epoch_ms(*start), epoch_ms(*end))
+
+
+@pytest.mark.parametrize("pattern", ["static", "_{dd}", "_{MM-dd}", "_{HH}", "_{yyyy-dd}", "_{yyyy-MM HH}"])
+def test_a_suffix_that_names_no_single_period_has_no_reader(pattern: str) -> None:
+    assert compile_suffix_reader(pattern) is None
 
 
 @pytest.mark.parametrize(
@@ -597,7 +619,7 @@ def test_a_suffix_reads_back_to_the_start_of_its_period(
         ("_{yyyy-M-d}", "_2026-011-30"),
         ("_{yyyy}-{yyyy}", "_2026-2025"),  # a repeated field that disagrees with itself
         ("_{yyyyMd}", "_2026111"),  # unpadded and ambiguous: 1 Nov or 11 Jan
-        ("static", "static"),  # no date at all
+        ("_{yyyy-MM-dd}", "_0000-01-01"),  # no year 0
     ],
 )
 def test_text_the_suffix_would_not_have_written_reads_as_none(pattern: str, text: str) -> None:

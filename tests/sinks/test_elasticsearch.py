@@ -435,3 +435,24 @@ def test_requests_not_sent_before_the_write_timeout_are_retriable(scripted, make
     assert 1 <= len(server.requests) < 6
     assert [f.record.offset for f in failures] == list(range(len(server.requests), 6))
     assert all(f.retriable and "not sent" in f.error.reason for f in failures)
+
+
+def test_credentials_reach_every_host_and_the_connectors_own_win():
+    from conductor.config.secrets import Secret
+    from conductor.config.security import Credentials
+    from sinks.search_server import SearchServer
+
+    def headers(settings: ElasticsearchSettings) -> list[str | None]:
+        server = SearchServer(settings)
+        try:
+            return [node.config.headers.get("authorization") for node in server.transport.node_pool.all()]
+        finally:
+            server.close()
+
+    in_url = ElasticsearchSettings(hosts=("http://user:pw@es1:9200", "http://es2:9200"))
+    assert sorted(headers(in_url), key=str) == ["Basic dXNlcjpwdw==", None]  # user:pw, on its own host
+    own = ElasticsearchSettings(
+        hosts=("http://user:pw@es1:9200", "http://es2:9200"),
+        credentials=Credentials("elastic", Secret("s3cr3t")),
+    )
+    assert headers(own) == ["Basic ZWxhc3RpYzpzM2NyM3Q="] * 2  # elastic:s3cr3t

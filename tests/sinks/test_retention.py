@@ -95,45 +95,47 @@ def test_retention_closes_and_deletes_exactly_the_routes_old_days(elasticsearch:
         (line,) = [line for line in lines if f" {name} " in line]
         return line.strip()
 
-    for k in range(7, 30):
+    # A day's age counts from its end: the index of 8 days ago ended 7 days ago.
+    for k in range(8, 31):
         expected = "left" if k == 10 else "would close"
         assert verdict(ours[k]).startswith(expected), verdict(ours[k])
-    for k in range(30, DAYS):
+    for k in range(31, DAYS):
         assert verdict(ours[k]).startswith("would delete"), verdict(ours[k])
         assert "conductor.index.delete.after.days=30" in verdict(ours[k])
     assert verdict(ours[0]).endswith("written now")
-    for k in range(1, 7):
+    for k in range(1, 8):
         assert verdict(ours[k]).startswith("left")
-        assert verdict(ours[k]).endswith(f"{k} day{'s' if k > 1 else ''} old")
-    assert verdict(ours[10]).endswith("10 days old, closed already")
+        ended = {1: "ended today", 2: "ended 1 day ago"}.get(k, f"ended {k - 1} days ago")
+        assert verdict(ours[k]).endswith(ended)
+    assert verdict(ours[10]).endswith("ended 9 days ago, closed already")
     for name in lookalikes:
         assert verdict(name).startswith("left"), verdict(name)
         if name != f"{prefix}_r":
             assert "not a name KCQL line 1 writes" in verdict(name), verdict(name)
     assert verdict(alias).endswith("an alias, not an index")
     assert verdict(data_stream).endswith("a data stream, not an index")
-    # left: days 0-6, day 10 (closed already), 6 look-alike indexes, the alias, the data stream
-    assert lines[-1] == "22 to close, 10 to delete, 16 left (dry run: nothing changed)"
+    # left: days 0-7, day 10 (closed already), 6 look-alike indexes, the alias, the data stream
+    assert lines[-1] == "22 to close, 9 to delete, 17 left (dry run: nothing changed)"
 
     done = retention(config)
     assert done.returncode == 0, done.stderr
     after = states(client, prefix)
-    closed = {ours[k] for k in range(7, 30)}
-    deleted = {ours[k] for k in range(30, DAYS)}
+    closed = {ours[k] for k in range(8, 31)}
+    deleted = {ours[k] for k in range(31, DAYS)}
     assert {name for name, status in after.items() if status == "close"} == closed
     assert deleted.isdisjoint(after)
-    for k in range(7):
+    for k in range(8):
         assert after[ours[k]] == "open"
     for name in lookalikes:
         assert after[name] == "open", name
     assert client.indices.get(index=kept_behind_alias)[kept_behind_alias]["aliases"] == {alias: {}}
     (stream,) = client.indices.resolve_index(name=data_stream)["data_streams"]
     assert states(client, stream["backing_indices"][0]) == {stream["backing_indices"][0]: "open"}
-    assert done.stdout.splitlines()[-1] == "22 closed, 10 deleted, 16 left"
+    assert done.stdout.splitlines()[-1] == "22 closed, 9 deleted, 17 left"
 
     again = retention(config)
     assert again.returncode == 0, again.stderr
-    assert again.stdout.splitlines()[-1] == "0 closed, 0 deleted, 38 left"
+    assert again.stdout.splitlines()[-1] == "0 closed, 0 deleted, 39 left"
     assert states(client, prefix) == after
     client.close()
 
@@ -166,7 +168,7 @@ def test_validate_says_what_retention_applies_to(tmp_path: Path) -> None:
     code, output = cli(tmp_path, "validate", kcql, **{"conductor.index.close.after.days": "7"})
     assert code == 0, output
     assert (
-        "retention: close after 7 days, counted from the date in the name (readings_{yyyy-MM-dd}); "
+        "retention: close after 7 days, counted from the end of the period in the name (readings_{yyyy-MM-dd}); "
         "KCQL line 1 (_value.region): left alone: its index name comes from the record"
     ) in output
 
