@@ -139,7 +139,31 @@ def _task_lines(tasks: list[dict[str, Any]], aggregator: bool) -> list[str]:
     waits = [
         f"task {task.get('id')} {_waiting(task['waiting_for'])}" for task in tasks if task.get("waiting_for")
     ]
-    return ["", *_table(headers, rows), *waits]
+    return [
+        "",
+        *_table(headers, rows),
+        *waits,
+        *(_retention(task) for task in tasks if task.get("retention")),
+    ]
+
+
+def _retention(task: dict[str, Any]) -> str:
+    """`task 0 runs index retention every 3600s; last at ...: closed 2, deleted 1`."""
+    retention = task["retention"]
+    line = f"task {task.get('id')} runs index retention every {retention.get('every_s', 0):.0f}s"
+    last = retention.get("last")
+    if retention.get("running"):
+        line += "; running now"
+    if last and last.get("error"):
+        return f"{line}; last at {last.get('at')} failed: {last['error']}"
+    if last:
+        line += f"; last at {last.get('at')}: closed {len(last.get('closed') or ())}, "
+        line += f"deleted {len(last.get('deleted') or ())}, left {last.get('left', 0)}"
+        if last.get("failed"):
+            line += f", failed {len(last['failed'])}: " + "; ".join(
+                f"{k}: {v}" for k, v in last["failed"].items()
+            )
+    return line
 
 
 def _partition_lines(tasks: list[dict[str, Any]], id_width: int, width: int) -> list[str]:

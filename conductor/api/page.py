@@ -69,6 +69,9 @@ def _task(task: Any, host: str) -> dict[str, Any]:
     for count in ("read", "written", "skipped", "dead_lettered", "records_lost", "results", "late"):
         if count in worker:
             shown[count] = worker[count]
+    retention = worker.get("retention") or {}
+    if current and retention.get("runs_here"):
+        shown["retention"] = retention
     if "open_windows" in worker:
         shown["open_windows"] = worker["open_windows"] if current else 0
         shown["output_topics"] = worker.get("output_topics") or []

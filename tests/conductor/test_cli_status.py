@@ -219,3 +219,28 @@ def test_partitions_wrap_between_entries():
 )
 def test_durations(seconds, shown):
     assert statusview.duration(seconds) == shown
+
+
+def test_the_task_that_runs_index_retention_says_what_it_did():
+    last = {"at": "2026-11-30T06:00:00Z", "closed": ["r_2026-11-22"], "deleted": [], "left": 7, "failed": {}}
+    state = {
+        "name": "es",
+        "kind": "elasticsearch sink",
+        "state": "RUNNING",
+        "tasks": [
+            task(0, retention={"runs_here": True, "running": False, "last": last, "every_s": 3600.0}),
+            task(1),
+        ],
+    }
+    lines = statusview.render(state, width=200).splitlines()
+    assert (
+        "task 0 runs index retention every 3600s; last at 2026-11-30T06:00:00Z: closed 1, deleted 0, left 7"
+        in lines
+    )
+    failed = {"at": "2026-11-30T07:00:00Z", "error": "listing r* was refused: HTTP 403"}
+    state["tasks"][0]["retention"] = {"runs_here": True, "running": True, "last": failed, "every_s": 60.0}
+    lines = statusview.render(state, width=200).splitlines()
+    assert (
+        "task 0 runs index retention every 60s; running now; last at 2026-11-30T07:00:00Z failed: "
+        "listing r* was refused: HTTP 403"
+    ) in lines

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+import requests
 from elasticsearch import Elasticsearch
 from support.pipeline import (
     committed_offsets,
@@ -97,6 +98,8 @@ def test_one_worker_runs_retention_every_interval_and_noop_skips_a_late_record(
     (runner,) = wait_for(ran_first, 30, "the first run in a worker's state")
     assert runner["retention"]["last"]["deleted"] == [older] and runner["retention"]["last"]["failed"] == {}
     assert [s["retention"]["runs_here"] for s in conductor.states()].count(True) == 1
+    shown = requests.get(conductor.url() + "/conductor/state", timeout=10).json()["tasks"]
+    assert [task["id"] for task in shown if "retention" in task] == [runner["worker_id"]]
     log = conductor.full_log()
     assert f"retention: closed index {old}: ended 7 days ago (conductor.index.close.after.days=7)" in log
     assert (
