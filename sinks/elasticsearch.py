@@ -33,6 +33,7 @@ from conductor.kcql import compile_suffix
 from conductor.records import Record
 from conductor.routes import Route
 from sinks.base import Attempt, Batch, Failure, Sink
+from sinks.bulk_items import Action, read_items
 from sinks.retention import CLOSE_KEY, DELETE_KEY, Retention, retention_of
 from sinks.search_server import SearchServer
 
@@ -41,21 +42,12 @@ log = logging.getLogger(__name__)
 NULL_VALUES_KEY = "behavior.on.null.values"
 NULL_BEHAVIOURS = ("IGNORE", "DELETE", "FAIL")
 KNOWN_PROPERTIES = (NULL_VALUES_KEY,)
-RETRIABLE_TYPES = frozenset(
-    {
-        "es_rejected_execution_exception",
-        "circuit_breaking_exception",
-        "unavailable_shards_exception",
-        "no_shard_available_action_exception",
-    }
-)
 BULK_HEADERS = {"content-type": "application/x-ndjson", "accept": "application/json"}
 RETRY_ON_CONFLICT = 3
 MIN_REQUEST_TIMEOUT_S = 1.0
 # One write() stays under this, so that the worker polls its consumer group at least as often
 # (what is not sent by then comes back retriable, and the worker writes it again).
 ATTEMPT_S = 60.0
-NL = b"\n"
 NEWLINE_AFTER = orjson.OPT_APPEND_NEWLINE
 # Only what reading the items needs: on success Elasticsearch answers ~25 bytes per item
 # instead of ~200, which the worker would otherwise parse for every document it writes.
@@ -63,10 +55,6 @@ BULK_PATH = "/_bulk?filter_path=errors,items.*.status,items.*.error"
 # ... and an answer that begins so has nothing to read in its items: it is not parsed at all.
 NO_ERRORS = b'{"errors":false,'
 MAX_HEADS = 1000  # action line templates kept per route (one per index name)
-CLOSED = "index_closed_exception"  # a bulk item for a closed index (retention closed it)
-
-# (the NDJSON lines of one bulk action, its record, its route)
-Action = tuple[bytes, Record, Route]
 
 
 @dataclass(slots=True)
@@ -166,22 +154,6 @@ def plan_requests(sizes: Sequence[int], max_actions: int, max_bytes: int) -> lis
     if start < len(sizes):
         runs.append(range(start, len(sizes)))
     return runs
-
-
-def describe(error: Any) -> str:
-    """`type: reason (caused by type: reason)` from a bulk item's error object."""
-    if not isinstance(error, dict):
-        return str(error)
-    text = f"{error.get('type', 'error')}: {error.get('reason', '')}"
-    cause = error.get("caused_by")
-    if isinstance(cause, dict) and cause.get("reason"):
-        text += f" (caused by {cause.get('type', 'error')}: {cause['reason']})"
-    return text
-
-
-def retriable_item(status: int, error: Any) -> bool:
-    kind = error.get("type", "") if isinstance(error, dict) else ""
-    return status == 429 or status == 409 or status >= 500 or kind in RETRIABLE_TYPES or "timeout" in kind
 
 
 class AnswerSerializer(OrjsonSerializer):
@@ -443,56 +415,11 @@ class ElasticsearchSink(Sink):
                 read_items(part, answer.body["items"], failures, self.server.name_of_server())
 
 
-def read_items(
-    part: list[Action], items: list[dict[str, Any]], failures: list[Failure], server: str = "Elasticsearch"
-) -> None:
-    for action, item in zip(part, items, strict=True):
-        ((op, result),) = item.items()
-        status = result.get("status", 500)
-        if status < 300 or (status == 404 and op == "delete"):
-            continue
-        error = result.get("error")
-        index, doc_id = where_written(action[0], result)
-        reason = f"{server} rejected document {index}/{doc_id}: {describe(error)}"
-        if isinstance(error, dict) and error.get("type") == CLOSED:
-            reason += (
-                f". Index {index} is closed (by conductor.index.close.after.days, or by hand), and "
-                f"conductor never reopens an index: reopen it with POST /{index}/_open to write "
-                f"the record, or let the error policy skip it (NOOP)"
-            )
-        kind = RetriableRecordError if retriable_item(status, error) else RecordError
-        failures.append(Failure(action[1], action[2], kind(reason, failure_kind(status, error))))
-
-
 def exact_decimal(value: Any) -> Any:
     """A Decimal (a Connect Decimal, from schema'd JSON) as the JSON number it is, every digit kept."""
     if isinstance(value, Decimal):
         return orjson.Fragment(str(value))
     raise TypeError(f"{type(value).__name__} is not JSON")
-
-
-def failure_kind(status: int, error: Any) -> str:
-    """A refused item's kind, for the metrics: 429, version_conflict, mapping, or the error's type."""
-    kind = error.get("type", "") if isinstance(error, dict) else ""
-    if status == 429:
-        return "429"
-    if status == 409 or "version_conflict" in kind:
-        return "version_conflict"
-    if "mapping" in kind or "parsing" in kind or kind == "illegal_argument_exception":
-        return "mapping"
-    if status >= 500:
-        return "server_error"
-    if kind == CLOSED:
-        return "index_closed"
-    return kind or f"http_{status}"
-
-
-def where_written(line: bytes, result: dict[str, Any]) -> tuple[Any, Any]:
-    """Index and id of a refused item: the answer omits them (BULK_PATH), the action line has them."""
-    if "_index" in result:
-        return result.get("_index"), result.get("_id")
-    ((_, meta),) = orjson.loads(line[: line.index(NL)]).items()
-    return meta.get("_index"), meta.get("_id")
 
 
 def tombstone(plan: RoutePlan) -> str:
