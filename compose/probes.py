@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import struct
 import urllib.error
 import urllib.request
@@ -123,9 +124,12 @@ def elasticsearch_health(url: str, timeout: float = 5.0) -> str:
     return f"cluster {health.get('cluster_name')} {status}"
 
 
-def _get_json(url: str, timeout: float) -> tuple[object, dict[str, str]]:
+def _get_json(
+    url: str, timeout: float, context: ssl.SSLContext | None = None, headers: dict[str, str] | None = None
+) -> tuple[object, dict[str, str]]:
+    request = urllib.request.Request(url, headers=headers or {})
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as answer:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as answer:
             return json.load(answer), dict(answer.headers)
     except (OSError, urllib.error.URLError, ValueError) as exc:
         raise ProbeFailed(f"no answer to GET {url}: {exc}") from exc
@@ -134,22 +138,29 @@ def _get_json(url: str, timeout: float) -> tuple[object, dict[str, str]]:
 _LABELS = {"elasticsearch": "Elasticsearch", "opensearch": "OpenSearch"}
 
 
-def search_server(url: str, distribution: str, timeout: float = 5.0) -> str:
+def search_server(
+    url: str,
+    distribution: str,
+    timeout: float = 5.0,
+    context: ssl.SSLContext | None = None,
+    headers: dict[str, str] | None = None,
+) -> str:
     """Elasticsearch or OpenSearch: the expected one, with a cluster health of yellow or green.
 
     Elasticsearch says so in an X-Elastic-Product header; its integ-test-zip has no handler for
     GET / (405), so the version comes from GET /_nodes/_local. OpenSearch sends no such header;
-    its GET / answers version.distribution "opensearch"."""
-    health, headers = _get_json(f"{url}/_cluster/health", timeout)
-    if {k.lower(): v for k, v in headers.items()}.get("x-elastic-product") == "Elasticsearch":
+    its GET / answers version.distribution "opensearch". With security on (https), `context` trusts
+    its CA and `headers` carry the credentials."""
+    health, answered = _get_json(f"{url}/_cluster/health", timeout, context, headers)
+    if {k.lower(): v for k, v in answered.items()}.get("x-elastic-product") == "Elasticsearch":
         found = "elasticsearch"
     else:
         try:
-            root, _ = _get_json(f"{url}/", timeout)
+            root, _ = _get_json(f"{url}/", timeout, context, headers)
             found = root["version"].get("distribution") or "elasticsearch"
         except (ProbeFailed, TypeError, KeyError, AttributeError):
             found = "unknown"
-    nodes, _ = _get_json(f"{url}/_nodes/_local?filter_path=nodes.*.version", timeout)
+    nodes, _ = _get_json(f"{url}/_nodes/_local?filter_path=nodes.*.version", timeout, context, headers)
     try:
         number = next(iter(nodes["nodes"].values()))["version"]
     except (TypeError, KeyError, StopIteration, AttributeError):

@@ -1,0 +1,472 @@
+"""Kafka, Elasticsearch and Cassandra with security on: `CONDUCTOR_SECURE=1 compose/local up`.
+
+- Elasticsearch: x-pack security, TLS on HTTP, a basic-auth superuser from the file realm, API keys.
+- Kafka: a SASL_SSL listener with SCRAM-SHA-512 and PLAIN (the KRaft controller stays PLAINTEXT on
+  loopback).
+- Cassandra: not yet (PasswordAuthenticator and client encryption to come).
+
+A CA is generated when no secure server runs yet, a server certificate (127.0.0.1 and localhost)
+at each server start, and a random password for each server at each start: a search of the logs
+for them finds only real leaks. All of it lives under the run dir, in <run dir>/secure (the CA,
+secrets.json with mode 0600) and the server's own run folder, <name>-secure: a secure server never
+shares a folder with a plain one. Its data folder is emptied at each start, since its users are
+made at start (Kafka takes SCRAM users only when its storage is formatted).
+
+The probes need kafka-python and cryptography: the
+project's virtualenv (`make venv`); compose/local runs itself with it in secure mode.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime
+import ipaddress
+import json
+import logging
+import os
+import secrets
+import shutil
+import ssl
+import string
+from pathlib import Path
+
+import probes
+import servers
+from servers import Paths, Server
+
+USERNAME = "conductor"
+SUFFIX = "-secure"
+# Modules the secure probes and set-up import (compose/local checks them before anything runs).
+NEEDS = ("cryptography", "kafka")
+
+_run_dir: Path | None = None
+
+
+def enabled(environ=os.environ) -> bool:
+    return environ.get("CONDUCTOR_SECURE", "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def configure(run_dir: Path) -> None:
+    global _run_dir
+    _run_dir = run_dir
+
+
+def folder() -> Path:
+    if _run_dir is None:
+        raise RuntimeError("secure.configure(run_dir) first")
+    return _run_dir / "secure"
+
+
+def ca_file() -> Path:
+    return folder() / "ca.pem"
+
+
+def is_secure_home(home: Path) -> bool:
+    return home.name.endswith(SUFFIX)
+
+
+def _password() -> str:
+    # Letters and digits only: safe in a JAAS line, a CQL string, a command line and a shell export.
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(32))
+
+
+# -- secrets.json ----------------------------------------------------------------------------
+
+
+def _secrets_file() -> Path:
+    return folder() / "secrets.json"
+
+
+def load_secrets() -> dict[str, dict[str, str]]:
+    try:
+        return json.loads(_secrets_file().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Written with mode 0600 from the start (never readable by others, even for a moment)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.unlink(missing_ok=True)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as out:
+        out.write(data)
+    temporary.replace(path)
+
+
+def _save_secret(name: str, **values: str) -> None:
+    stored = load_secrets()
+    stored[name] = values
+    _write_private(_secrets_file(), (json.dumps(stored, indent=2) + "\n").encode())
+
+
+def secret(name: str) -> dict[str, str]:
+    found = load_secrets().get(name)
+    if not found:
+        raise probes.ProbeFailed(
+            f"no credentials for {name} in {_secrets_file()} (not started in secure mode?)"
+        )
+    return found
+
+
+def redact(text: str) -> str:
+    """text with every password of secrets.json replaced by ***."""
+    for values in load_secrets().values():
+        for key, value in values.items():
+            if "password" in key and value:
+                text = text.replace(value, "***")
+    return text
+
+
+# -- certificates ----------------------------------------------------------------------------
+
+
+def new_ca() -> None:
+    """A fresh CA (key 0600) for the servers started from now on."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "conductor compose/local CA")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    _write_private(
+        folder() / "ca.key",
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+    )
+    ca_file().write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    ca_file().chmod(0o644)
+
+
+def _server_certificate(common_name: str):
+    """(key, certificate, CA certificate) for 127.0.0.1 and localhost, signed by the CA."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    if not (ca_file().exists() and (folder() / "ca.key").exists()):
+        new_ca()
+    ca_key = serialization.load_pem_private_key((folder() / "ca.key").read_bytes(), password=None)
+    ca = x509.load_pem_x509_certificate(ca_file().read_bytes())
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=True,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+            critical=False,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    return key, certificate, ca
+
+
+def _write_pem(target: Path, common_name: str) -> None:
+    """target/server.key (0600), target/server.crt and target/ca.pem."""
+    from cryptography.hazmat.primitives import serialization
+
+    key, certificate, ca = _server_certificate(common_name)
+    target.mkdir(parents=True, exist_ok=True)
+    _write_private(
+        target / "server.key",
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+    )
+    (target / "server.crt").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    (target / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+
+
+def _write_pkcs12(target: Path, common_name: str, password: str) -> Path:
+    """A PKCS12 keystore (AES-256, as Java 17 reads it) with the key, its certificate and the CA."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    key, certificate, ca = _server_certificate(common_name)
+    encryption = (
+        serialization.PrivateFormat.PKCS12.encryption_builder()
+        .kdf_rounds(10000)
+        .key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC)
+        .hmac_hash(hashes.SHA256())
+        .build(password.encode())
+    )
+    store = target / "server.p12"
+    _write_private(
+        store, pkcs12.serialize_key_and_certificates(common_name.encode(), key, certificate, [ca], encryption)
+    )
+    return store
+
+
+def client_context(with_ca: bool = True) -> ssl.SSLContext:
+    """A client's TLS context that trusts the CA of the run dir (the system's CAs when not)."""
+    return ssl.create_default_context(cafile=str(ca_file()) if with_ca else None)
+
+
+def _quiet(*loggers: str) -> None:
+    """The clients log every refused connection while a server starts; the probe says it once."""
+    for name in loggers:
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+
+
+def _fresh_data(paths: Paths) -> None:
+    shutil.rmtree(paths.data, ignore_errors=True)
+    paths.data.mkdir(parents=True)
+
+
+# -- Elasticsearch -----------------------------------------------------------------------------
+
+_ES_CERTS = "secure-certs"  # under the config folder: Elasticsearch reads TLS files only from there
+
+
+def _es_prepare(server: Server, paths: Paths) -> None:
+    servers._search_prepare(server, paths)
+    _fresh_data(paths)
+    config = paths.home / "config"
+    for realm_file in ("users", "users_roles"):  # the file realm: emptied, filled by the init command
+        (config / realm_file).write_text("")
+    _write_pem(config / _ES_CERTS, "elasticsearch")
+    _save_secret(server.name, username=USERNAME, password=_password())
+
+
+def _es_users_command(server: Server, paths: Paths, java: str) -> list[str]:
+    """bin/elasticsearch-users adds the superuser to the file realm (ES_PATH_CONF: the run folder)."""
+    password = secret(server.name)["password"]
+    tool = paths.install / "bin" / "elasticsearch-users"
+    return [str(tool), "useradd", USERNAME, "-r", "superuser", "-p", password]
+
+
+def _es_command(server: Server, paths: Paths, java: str) -> list[str]:
+    command = [
+        argument
+        for argument in servers._search_command(server, paths, java)
+        if not argument.startswith("-Expack.security.enabled=")
+    ]
+    settings = {
+        "xpack.security.enabled": "true",
+        "xpack.security.http.ssl.enabled": "true",
+        "xpack.security.http.ssl.key": f"{_ES_CERTS}/server.key",
+        "xpack.security.http.ssl.certificate": f"{_ES_CERTS}/server.crt",
+        "xpack.security.http.ssl.certificate_authorities": f"{_ES_CERTS}/ca.pem",
+        "xpack.security.authc.api_key.enabled": "true",
+        # Not used by a single node, but Elasticsearch warns at each start when it is off.
+        "xpack.security.transport.ssl.enabled": "true",
+        "xpack.security.transport.ssl.verification_mode": "certificate",
+        "xpack.security.transport.ssl.key": f"{_ES_CERTS}/server.key",
+        "xpack.security.transport.ssl.certificate": f"{_ES_CERTS}/server.crt",
+        "xpack.security.transport.ssl.certificate_authorities": f"{_ES_CERTS}/ca.pem",
+    }
+    return command + [f"-E{key}={value}" for key, value in settings.items()]
+
+
+def elasticsearch_url(server: Server) -> str:
+    return f"https://127.0.0.1:{server.port}"
+
+
+def _basic(name: str) -> dict[str, str]:
+    found = secret(name)
+    token = base64.b64encode(f"{found['username']}:{found['password']}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def _es_probe(server: Server) -> str:
+    return probes.search_server(
+        elasticsearch_url(server), "elasticsearch", context=client_context(), headers=_basic(server.name)
+    )
+
+
+# -- Kafka -------------------------------------------------------------------------------------
+
+
+def _kafka_prepare(server: Server, paths: Paths) -> None:
+    _fresh_data(paths)
+    password = _password()
+    store_password = _password()
+    store = _write_pkcs12(paths.home / "tls", "kafka", store_password)
+    rendered = paths.home / "server.properties"
+    text = (servers.COMPOSE_DIR / "kafka" / "server-secure.properties").read_text()
+    values = {
+        "port": server.port,
+        "controller_port": server.ports["controller"],
+        "data_dir": paths.data,
+        "keystore": store,
+        "keystore_password": store_password,
+        "truststore": ca_file(),
+        "username": USERNAME,
+        "password": password,
+    }
+    _write_private(
+        rendered, string.Template(text).substitute({k: str(v) for k, v in values.items()}).encode()
+    )
+    servers._render("kafka/log4j2.properties", paths.home / "log4j2.properties", log_dir=paths.logs)
+    _save_secret(server.name, username=USERNAME, password=password)
+
+
+def _kafka_format_command(server: Server, paths: Paths, java: str) -> list[str]:
+    """Format the storage with the SCRAM-SHA-512 user (KRaft takes SCRAM users at format time)."""
+    password = secret(server.name)["password"]
+    return [
+        java,
+        "-cp",
+        str(paths.install / "lib" / "*"),
+        "kafka.tools.StorageTool",
+        "format",
+        "--add-scram",
+        f"SCRAM-SHA-512=[name={USERNAME},password={password}]",
+        "-t",
+        servers._cluster_id(),
+        "-c",
+        str(paths.home / "server.properties"),
+    ]
+
+
+def kafka_client_options(name: str = "kafka", mechanism: str = "SCRAM-SHA-512") -> dict[str, object]:
+    """kafka-python's options for the secure listener."""
+    found = secret(name)
+    return {
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": mechanism,
+        "sasl_plain_username": found["username"],
+        "sasl_plain_password": found["password"],
+        "ssl_cafile": str(ca_file()),
+    }
+
+
+def _kafka_probe(server: Server) -> str:
+    """A live broker and a group coordinator, over SASL_SSL with SCRAM-SHA-512 and the CA."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    _quiet("kafka")
+    bootstrap = f"127.0.0.1:{server.port}"
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap,
+            client_id="conductor-probe",
+            request_timeout_ms=5000,
+            bootstrap_timeout_ms=5000,
+            **kafka_client_options(server.name),
+        )
+    except (KafkaError, OSError, ValueError) as error:
+        raise probes.ProbeFailed(f"no SASL_SSL answer from Kafka at {bootstrap}: {error!r}") from error
+    try:
+        cluster = admin.describe_cluster()
+        admin.describe_groups(["conductor-probe"])  # fails until the group coordinator is up
+    except (KafkaError, OSError, ValueError) as error:
+        raise probes.ProbeFailed(f"Kafka at {bootstrap} is not ready: {error!r}") from error
+    finally:
+        admin.close()
+    brokers = cluster.get("brokers") or []
+    if not brokers:
+        raise probes.ProbeFailed(f"Kafka at {bootstrap} reports no live broker yet")
+    return f"broker at {brokers[0]['host']}:{brokers[0]['port']} (SASL_SSL, SCRAM-SHA-512), group coordinator"
+
+
+# -- the servers and the settings a client needs ----------------------------------------------
+
+
+def _variant(server: Server, **changes) -> Server:
+    return dataclasses.replace(server, home_name=server.run_name + SUFFIX, **changes)
+
+
+def secure_servers() -> dict[str, Server]:
+    return {
+        "kafka": _variant(
+            servers.KAFKA, prepare=_kafka_prepare, init_command=_kafka_format_command, probe=_kafka_probe
+        ),
+        "elasticsearch": _variant(
+            servers.ELASTICSEARCH,
+            prepare=_es_prepare,
+            command=_es_command,
+            init_command=_es_users_command,
+            probe=_es_probe,
+        ),
+    }
+
+
+def connection_settings() -> dict[str, str]:
+    """What a client of the secure servers needs, under the names the issue fixes."""
+    chosen = secure_servers()
+    stored = load_secrets()
+
+    def credential(name: str, key: str) -> str:
+        return stored.get(name, {}).get(key, USERNAME if key == "username" else "")
+
+    return {
+        "CONDUCTOR_CA_FILE": str(ca_file()),
+        "CONDUCTOR_KAFKA_BOOTSTRAP": f"127.0.0.1:{chosen['kafka'].port}",
+        "CONDUCTOR_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "CONDUCTOR_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "CONDUCTOR_KAFKA_USERNAME": credential("kafka", "username"),
+        "CONDUCTOR_KAFKA_PASSWORD": credential("kafka", "password"),
+        "CONDUCTOR_ELASTICSEARCH_URL": elasticsearch_url(chosen["elasticsearch"]),
+        "CONDUCTOR_ELASTICSEARCH_USERNAME": credential("elasticsearch", "username"),
+        "CONDUCTOR_ELASTICSEARCH_PASSWORD": credential("elasticsearch", "password"),
+        "CONDUCTOR_CASSANDRA_HOSTS": "127.0.0.1",
+        "CONDUCTOR_CASSANDRA_PORT": str(servers.CASSANDRA.port),
+        "CONDUCTOR_CASSANDRA_USERNAME": credential("cassandra", "username"),
+        "CONDUCTOR_CASSANDRA_PASSWORD": credential("cassandra", "password"),
+    }

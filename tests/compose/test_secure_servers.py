@@ -1,0 +1,277 @@
+"""`CONDUCTOR_SECURE=1 compose/local up` starts servers that refuse a client without the
+credentials or without the CA, and let one with both in: tested on servers of their own (a run
+folder under tmp, free ports), started once for this module and stopped at its end."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import ssl
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from elasticsearch import BadRequestError
+
+pytestmark = pytest.mark.servers
+
+LAUNCHER = Path(__file__).resolve().parents[2] / "compose" / "local"
+SERVERS = ("kafka", "elasticsearch")
+ENV_NAMES = [
+    "CONDUCTOR_CA_FILE",
+    "CONDUCTOR_KAFKA_BOOTSTRAP",
+    "CONDUCTOR_KAFKA_SECURITY_PROTOCOL",
+    "CONDUCTOR_KAFKA_SASL_MECHANISM",
+    "CONDUCTOR_KAFKA_USERNAME",
+    "CONDUCTOR_KAFKA_PASSWORD",
+    "CONDUCTOR_ELASTICSEARCH_URL",
+    "CONDUCTOR_ELASTICSEARCH_USERNAME",
+    "CONDUCTOR_ELASTICSEARCH_PASSWORD",
+    "CONDUCTOR_CASSANDRA_HOSTS",
+    "CONDUCTOR_CASSANDRA_PORT",
+    "CONDUCTOR_CASSANDRA_USERNAME",
+    "CONDUCTOR_CASSANDRA_PASSWORD",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Launcher:
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.environment = {
+            **os.environ,
+            "CONDUCTOR_SECURE": "1",
+            "CONDUCTOR_RUN_DIR": str(run_dir),
+            **{
+                variable: str(_free_port())
+                for variable in (
+                    "CONDUCTOR_KAFKA_PORT",
+                    "CONDUCTOR_KAFKA_CONTROLLER_PORT",
+                    "CONDUCTOR_ELASTICSEARCH_PORT",
+                    "CONDUCTOR_ELASTICSEARCH_TRANSPORT_PORT",
+                    "CONDUCTOR_CASSANDRA_PORT",
+                    "CONDUCTOR_CASSANDRA_STORAGE_PORT",
+                    "CONDUCTOR_CASSANDRA_JMX_PORT",
+                )
+            },
+        }
+
+    def __call__(self, *arguments: str, secure: bool = True) -> subprocess.CompletedProcess:
+        environment = dict(self.environment)
+        if not secure:
+            environment.pop("CONDUCTOR_SECURE")
+        return subprocess.run(
+            [sys.executable, str(LAUNCHER), *arguments],
+            capture_output=True,
+            text=True,
+            env=environment,
+            timeout=300,
+        )
+
+
+@pytest.fixture(scope="module")
+def launcher(tmp_path_factory: pytest.TempPathFactory):
+    launch = Launcher(tmp_path_factory.mktemp("secure") / "run")
+    try:
+        started = launch("up", *SERVERS)
+        assert started.returncode == 0, started.stdout + started.stderr
+        yield launch
+    finally:
+        launch("down", *SERVERS)
+    leftover = subprocess.run(["pgrep", "-f", str(launch.run_dir)], capture_output=True, text=True)
+    assert leftover.stdout == "", "processes of the secure run folder still run after down"
+
+
+@pytest.fixture(scope="module")
+def env(launcher: Launcher) -> dict[str, str]:
+    return json.loads(launcher("env", "--json").stdout)
+
+
+def test_env_names_what_a_client_needs_and_the_secrets_file_is_private(launcher: Launcher, env) -> None:
+    assert list(env) == ENV_NAMES
+    assert env["CONDUCTOR_ELASTICSEARCH_URL"].startswith("https://127.0.0.1:")
+    assert env["CONDUCTOR_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert env["CONDUCTOR_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    assert Path(env["CONDUCTOR_CA_FILE"]).read_text().startswith("-----BEGIN CERTIFICATE-----")
+    secrets_file = launcher.run_dir / "secure" / "secrets.json"
+    assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE((launcher.run_dir / "secure" / "ca.key").stat().st_mode) == 0o600
+    assert len(env["CONDUCTOR_ELASTICSEARCH_PASSWORD"]) == 32
+    shell = launcher("env").stdout
+    assert f"export CONDUCTOR_ELASTICSEARCH_PASSWORD={env['CONDUCTOR_ELASTICSEARCH_PASSWORD']}\n" in shell
+
+
+def test_the_passwords_never_reach_the_logs(launcher: Launcher, env) -> None:
+    passwords = [env[name] for name in ENV_NAMES if name.endswith("_PASSWORD") and env[name]]
+    for log in launcher.run_dir.rglob("*.log"):
+        text = log.read_text(errors="replace")
+        assert not [password for password in passwords if password in text], f"a password in {log}"
+
+
+def test_status_probes_the_secure_server_with_its_user(launcher: Launcher) -> None:
+    status = launcher("status", *SERVERS)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "elasticsearch-secure; Elasticsearch" in status.stdout
+
+
+def test_a_plain_server_on_the_same_ports_is_refused_and_names_the_secure_one(launcher: Launcher) -> None:
+    refused = launcher("up", "elasticsearch", secure=False)
+    assert refused.returncode == 1
+    assert "a secure one runs on its ports: elasticsearch" in refused.stderr
+
+
+# -- Elasticsearch ---------------------------------------------------------------------------------
+
+
+def _elasticsearch(env, **options):
+    from elasticsearch import Elasticsearch
+
+    return Elasticsearch(env["CONDUCTOR_ELASTICSEARCH_URL"], request_timeout=10, **options)
+
+
+def test_elasticsearch_lets_in_the_user_over_tls(env) -> None:
+    user = (env["CONDUCTOR_ELASTICSEARCH_USERNAME"], env["CONDUCTOR_ELASTICSEARCH_PASSWORD"])
+    client = _elasticsearch(env, basic_auth=user, ca_certs=env["CONDUCTOR_CA_FILE"])
+    try:
+        assert client.security.authenticate()["username"] == user[0]
+        client.index(index="secure-test", id="1", document={"n": 1}, refresh=True)
+        assert client.get(index="secure-test", id="1")["_source"] == {"n": 1}
+    finally:
+        client.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=BadRequestError,
+    reason="API keys live in the .security index, whose mapping needs the pattern_capture filter of "
+    "the analysis-common module: the integ-test-zip lacks it and Maven Central does not publish it",
+)
+def test_elasticsearch_lets_in_an_api_key(env) -> None:
+    user = (env["CONDUCTOR_ELASTICSEARCH_USERNAME"], env["CONDUCTOR_ELASTICSEARCH_PASSWORD"])
+    client = _elasticsearch(env, basic_auth=user, ca_certs=env["CONDUCTOR_CA_FILE"])
+    try:
+        key = client.security.create_api_key(name="conductor-test", expiration="1h")
+    finally:
+        client.close()
+    with_key = _elasticsearch(env, api_key=key["encoded"], ca_certs=env["CONDUCTOR_CA_FILE"])
+    try:
+        assert with_key.security.authenticate()["api_key"]["name"] == "conductor-test"
+    finally:
+        with_key.close()
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [{}, {"basic_auth": ("conductor", "wrong")}, {"basic_auth": ("elastic", "changeme")}],
+    ids=["none", "wrong-password", "elastic-default"],
+)
+def test_elasticsearch_refuses_a_client_without_the_credentials(env, credentials) -> None:
+    from elasticsearch import AuthenticationException
+
+    client = _elasticsearch(env, ca_certs=env["CONDUCTOR_CA_FILE"], **credentials)
+    try:
+        with pytest.raises(AuthenticationException):
+            client.cluster.health()
+    finally:
+        client.close()
+
+
+def test_elasticsearch_is_not_trusted_without_the_ca_nor_reached_over_http(env) -> None:
+    from elasticsearch import ConnectionError as TransportConnectionError
+    from elasticsearch import SSLError
+
+    user = (env["CONDUCTOR_ELASTICSEARCH_USERNAME"], env["CONDUCTOR_ELASTICSEARCH_PASSWORD"])
+    client = _elasticsearch(env, basic_auth=user, max_retries=0)  # the system's CAs only
+    try:
+        with pytest.raises(SSLError) as refused:
+            client.cluster.health()
+        assert "CERTIFICATE_VERIFY_FAILED" in repr(refused.value)
+    finally:
+        client.close()
+    plain_url = env["CONDUCTOR_ELASTICSEARCH_URL"].replace("https://", "http://")
+    plain = _elasticsearch({"CONDUCTOR_ELASTICSEARCH_URL": plain_url}, basic_auth=user, max_retries=0)
+    try:
+        with pytest.raises(TransportConnectionError):
+            plain.cluster.health()
+    finally:
+        plain.close()
+    assert ssl.create_default_context(cafile=env["CONDUCTOR_CA_FILE"])  # the CA file loads
+
+
+# -- Kafka -------------------------------------------------------------------------------------------
+
+
+def _kafka_options(env, **changes) -> dict:
+    options = {
+        "bootstrap_servers": env["CONDUCTOR_KAFKA_BOOTSTRAP"],
+        "security_protocol": env["CONDUCTOR_KAFKA_SECURITY_PROTOCOL"],
+        "sasl_mechanism": env["CONDUCTOR_KAFKA_SASL_MECHANISM"],
+        "sasl_plain_username": env["CONDUCTOR_KAFKA_USERNAME"],
+        "sasl_plain_password": env["CONDUCTOR_KAFKA_PASSWORD"],
+        "ssl_cafile": env["CONDUCTOR_CA_FILE"],
+        "request_timeout_ms": 10000,
+    }
+    options.update(changes)
+    return {key: value for key, value in options.items() if value is not None}
+
+
+def test_kafka_moves_a_record_over_sasl_ssl_with_scram(env) -> None:
+    from kafka import KafkaConsumer, KafkaProducer
+
+    producer = KafkaProducer(**_kafka_options(env))
+    try:
+        producer.send("secure-round-trip", b"over SASL_SSL").get(timeout=20)
+    finally:
+        producer.close()
+    consumer = KafkaConsumer(
+        "secure-round-trip",
+        group_id="secure-test",
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=15000,
+        **_kafka_options(env),
+    )
+    try:
+        assert [record.value for record in consumer][:1] == [b"over SASL_SSL"]
+    finally:
+        consumer.close()
+
+
+def test_kafka_takes_the_same_user_with_plain(env) -> None:
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(**_kafka_options(env, sasl_mechanism="PLAIN"))
+    try:
+        assert admin.describe_cluster()["brokers"]
+    finally:
+        admin.close()
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"sasl_plain_password": "wrong"}, "Authentication failed"),
+        ({"sasl_mechanism": "PLAIN", "sasl_plain_password": "wrong"}, "Authentication failed"),
+        ({"ssl_cafile": None}, "CERTIFICATE_VERIFY_FAILED"),
+        ({"security_protocol": "SSL", "sasl_mechanism": None}, "Connection lost"),
+        ({"security_protocol": "PLAINTEXT", "sasl_mechanism": None, "ssl_cafile": None}, "Connection lost"),
+    ],
+    ids=["scram-wrong-password", "plain-wrong-password", "without-the-ca", "tls-without-sasl", "plaintext"],
+)
+def test_kafka_refuses_a_client_without_the_credentials_or_the_ca(env, caplog, changes, reason) -> None:
+    import logging
+
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    caplog.set_level(logging.WARNING, logger="kafka")
+    with pytest.raises(KafkaError):
+        KafkaAdminClient(**_kafka_options(env, bootstrap_timeout_ms=2500, **changes)).close()
+    assert reason in caplog.text
