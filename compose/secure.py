@@ -3,7 +3,8 @@
 - Elasticsearch: x-pack security, TLS on HTTP, a basic-auth superuser from the file realm, API keys.
 - Kafka: a SASL_SSL listener with SCRAM-SHA-512 and PLAIN (the KRaft controller stays PLAINTEXT on
   loopback).
-- Cassandra: not yet (PasswordAuthenticator and client encryption to come).
+- Cassandra: PasswordAuthenticator and client encryption; the default superuser cassandra/cassandra
+  is replaced by a user with a random password.
 
 A CA is generated when no secure server runs yet, a server certificate (127.0.0.1 and localhost)
 at each server start, and a random password for each server at each start: a search of the logs
@@ -12,7 +13,7 @@ secrets.json with mode 0600) and the server's own run folder, <name>-secure: a s
 shares a folder with a plain one. Its data folder is emptied at each start, since its users are
 made at start (Kafka takes SCRAM users only when its storage is formatted).
 
-The probes need kafka-python and cryptography: the
+The probes and the Cassandra user need kafka-python, the cassandra-driver and cryptography: the
 project's virtualenv (`make venv`); compose/local runs itself with it in secure mode.
 """
 
@@ -38,7 +39,7 @@ from servers import Paths, Server
 USERNAME = "conductor"
 SUFFIX = "-secure"
 # Modules the secure probes and set-up import (compose/local checks them before anything runs).
-NEEDS = ("cryptography", "kafka")
+NEEDS = ("cryptography", "kafka", "cassandra")
 
 _run_dir: Path | None = None
 
@@ -425,6 +426,103 @@ def _kafka_probe(server: Server) -> str:
     return f"broker at {brokers[0]['host']}:{brokers[0]['port']} (SASL_SSL, SCRAM-SHA-512), group coordinator"
 
 
+# -- Cassandra ---------------------------------------------------------------------------------
+
+_DEFAULT_ROLE = ("cassandra", "cassandra")
+
+
+def _cassandra_prepare(server: Server, paths: Paths) -> None:
+    _fresh_data(paths)
+    store_password = _password()
+    store = _write_pkcs12(paths.home / "tls", "cassandra", store_password)
+    base = (servers.COMPOSE_DIR / "cassandra" / "cassandra.yaml").read_text()
+    extra = (servers.COMPOSE_DIR / "cassandra" / "secure.yaml").read_text()
+    values = {
+        "data_dir": paths.data,
+        "port": server.port,
+        "storage_port": server.ports["storage"],
+        "keystore": store,
+        "keystore_password": store_password,
+    }
+    text = string.Template(base + "\n" + extra).substitute({k: str(v) for k, v in values.items()})
+    _write_private(paths.home / "cassandra.yaml", text.encode())
+    servers._render("cassandra/logback.xml", paths.home / "logback.xml", log_dir=paths.logs)
+    # Not provisioned yet: the probe replaces cassandra/cassandra with this user once it answers.
+    _save_secret(server.name, username=USERNAME, password=_password(), provisioned="")
+
+
+def _cassandra_command(server: Server, paths: Paths, java: str) -> list[str]:
+    command = servers._cassandra_command(server, paths, java)
+    main = command.index("-cp")
+    # The default superuser is made at once rather than 10 s after start, to be replaced at once.
+    return [*command[:main], "-Dcassandra.superuser_setup_delay_ms=0", *command[main:]]
+
+
+def cassandra_session(server: Server, username: str, password: str, context: ssl.SSLContext | None = None):
+    """(cluster, session) over TLS with these credentials; the caller shuts the cluster down."""
+    from cassandra.auth import PlainTextAuthProvider
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+    from cassandra.policies import RoundRobinPolicy
+
+    _quiet("cassandra")
+    cluster = Cluster(
+        ["127.0.0.1"],
+        port=server.port,
+        protocol_version=5,
+        ssl_context=context or client_context(),
+        auth_provider=PlainTextAuthProvider(username, password),
+        execution_profiles={
+            EXEC_PROFILE_DEFAULT: ExecutionProfile(
+                load_balancing_policy=RoundRobinPolicy(), request_timeout=10
+            )
+        },
+        connect_timeout=5,
+        control_connection_timeout=5,
+    )
+    try:
+        return cluster, cluster.connect()
+    except BaseException:
+        cluster.shutdown()
+        raise
+
+
+def _provision_cassandra(server: Server, found: dict[str, str]) -> None:
+    """Make the user with the random password, then drop cassandra/cassandra (as the new user:
+    Cassandra refuses to drop the role one is logged in as)."""
+    cluster, session = cassandra_session(server, *_DEFAULT_ROLE)
+    try:
+        session.execute(
+            f"CREATE ROLE IF NOT EXISTS {found['username']} "
+            f"WITH SUPERUSER = true AND LOGIN = true AND PASSWORD = '{found['password']}'"
+        )
+    finally:
+        cluster.shutdown()
+    cluster, session = cassandra_session(server, found["username"], found["password"])
+    try:
+        session.execute(f"DROP ROLE IF EXISTS {_DEFAULT_ROLE[0]}")
+    finally:
+        cluster.shutdown()
+    _save_secret(server.name, **{**found, "provisioned": "yes"})
+
+
+def _cassandra_probe(server: Server) -> str:
+    """CQL over TLS with the user; right after the first start, the user is made first."""
+    found = secret(server.name)
+    try:
+        if not found.get("provisioned"):
+            _provision_cassandra(server, found)
+        cluster, session = cassandra_session(server, found["username"], found["password"])
+        try:
+            row = session.execute("SELECT release_version FROM system.local").one()
+        finally:
+            cluster.shutdown()
+    except probes.ProbeFailed:
+        raise
+    except Exception as error:  # the driver's NoHostAvailable, AuthenticationFailed, timeouts
+        raise probes.ProbeFailed(f"no CQL answer over TLS from 127.0.0.1:{server.port}: {error!r}") from error
+    return f"CQL answered (Cassandra {row.release_version}, TLS, user {found['username']})"
+
+
 # -- the servers and the settings a client needs ----------------------------------------------
 
 
@@ -443,6 +541,9 @@ def secure_servers() -> dict[str, Server]:
             command=_es_command,
             init_command=_es_users_command,
             probe=_es_probe,
+        ),
+        "cassandra": _variant(
+            servers.CASSANDRA, prepare=_cassandra_prepare, command=_cassandra_command, probe=_cassandra_probe
         ),
     }
 
@@ -466,7 +567,7 @@ def connection_settings() -> dict[str, str]:
         "CONDUCTOR_ELASTICSEARCH_USERNAME": credential("elasticsearch", "username"),
         "CONDUCTOR_ELASTICSEARCH_PASSWORD": credential("elasticsearch", "password"),
         "CONDUCTOR_CASSANDRA_HOSTS": "127.0.0.1",
-        "CONDUCTOR_CASSANDRA_PORT": str(servers.CASSANDRA.port),
+        "CONDUCTOR_CASSANDRA_PORT": str(chosen["cassandra"].port),
         "CONDUCTOR_CASSANDRA_USERNAME": credential("cassandra", "username"),
         "CONDUCTOR_CASSANDRA_PASSWORD": credential("cassandra", "password"),
     }

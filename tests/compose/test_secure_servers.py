@@ -19,7 +19,7 @@ from elasticsearch import BadRequestError
 pytestmark = pytest.mark.servers
 
 LAUNCHER = Path(__file__).resolve().parents[2] / "compose" / "local"
-SERVERS = ("kafka", "elasticsearch")
+SERVERS = ("kafka", "elasticsearch", "cassandra")
 ENV_NAMES = [
     "CONDUCTOR_CA_FILE",
     "CONDUCTOR_KAFKA_BOOTSTRAP",
@@ -85,7 +85,10 @@ def launcher(tmp_path_factory: pytest.TempPathFactory):
         assert started.returncode == 0, started.stdout + started.stderr
         yield launch
     finally:
-        launch("down", *SERVERS)
+        # A plain `down` stops the secure servers too (their folders are of the same family).
+        stopped = launch("down", secure=False)
+        if stopped.returncode != 0:
+            launch("down")
     leftover = subprocess.run(["pgrep", "-f", str(launch.run_dir)], capture_output=True, text=True)
     assert leftover.stdout == "", "processes of the secure run folder still run after down"
 
@@ -103,17 +106,17 @@ def test_env_names_what_a_client_needs_and_the_secrets_file_is_private(launcher:
     assert Path(env["CONDUCTOR_CA_FILE"]).read_text().startswith("-----BEGIN CERTIFICATE-----")
     secrets_file = launcher.run_dir / "secure" / "secrets.json"
     assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
-    assert stat.S_IMODE((launcher.run_dir / "secure" / "ca.key").stat().st_mode) == 0o600
+    for private in (
+        "secure/ca.key",
+        "kafka-secure/server.properties",  # the JAAS line and the keystore password
+        "kafka-secure/tls/server.p12",
+        "cassandra-secure/cassandra.yaml",
+        "elasticsearch-secure/config/secure-certs/server.key",
+    ):
+        assert stat.S_IMODE((launcher.run_dir / private).stat().st_mode) == 0o600, private
     assert len(env["CONDUCTOR_ELASTICSEARCH_PASSWORD"]) == 32
     shell = launcher("env").stdout
     assert f"export CONDUCTOR_ELASTICSEARCH_PASSWORD={env['CONDUCTOR_ELASTICSEARCH_PASSWORD']}\n" in shell
-
-
-def test_the_passwords_never_reach_the_logs(launcher: Launcher, env) -> None:
-    passwords = [env[name] for name in ENV_NAMES if name.endswith("_PASSWORD") and env[name]]
-    for log in launcher.run_dir.rglob("*.log"):
-        text = log.read_text(errors="replace")
-        assert not [password for password in passwords if password in text], f"a password in {log}"
 
 
 def test_status_probes_the_secure_server_with_its_user(launcher: Launcher) -> None:
@@ -275,3 +278,85 @@ def test_kafka_refuses_a_client_without_the_credentials_or_the_ca(env, caplog, c
     with pytest.raises(KafkaError):
         KafkaAdminClient(**_kafka_options(env, bootstrap_timeout_ms=2500, **changes)).close()
     assert reason in caplog.text
+
+
+# -- Cassandra ---------------------------------------------------------------------------------------
+
+
+def _cassandra(env, username: str | None, password: str | None, cafile: str | None = "ca"):
+    from cassandra.auth import PlainTextAuthProvider
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+    from cassandra.policies import RoundRobinPolicy
+
+    options: dict = {
+        "port": int(env["CONDUCTOR_CASSANDRA_PORT"]),
+        "protocol_version": 5,
+        "connect_timeout": 5,
+        "control_connection_timeout": 5,
+        "execution_profiles": {
+            EXEC_PROFILE_DEFAULT: ExecutionProfile(load_balancing_policy=RoundRobinPolicy())
+        },
+    }
+    if cafile is not None:
+        options["ssl_context"] = ssl.create_default_context(
+            cafile=env["CONDUCTOR_CA_FILE"] if cafile == "ca" else None
+        )
+    if username is not None:
+        options["auth_provider"] = PlainTextAuthProvider(username, password)
+    return Cluster(env["CONDUCTOR_CASSANDRA_HOSTS"].split(","), **options)
+
+
+def test_cassandra_lets_in_the_user_over_tls_and_only_that_user_is_left(env) -> None:
+    cluster = _cassandra(env, env["CONDUCTOR_CASSANDRA_USERNAME"], env["CONDUCTOR_CASSANDRA_PASSWORD"])
+    try:
+        session = cluster.connect()
+        roles = [row.role for row in session.execute("SELECT role FROM system_auth.roles")]
+        assert roles == [env["CONDUCTOR_CASSANDRA_USERNAME"]]  # cassandra/cassandra is gone
+        session.execute(
+            "CREATE KEYSPACE IF NOT EXISTS secure_test "
+            "WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}"
+        )
+        session.execute("CREATE TABLE IF NOT EXISTS secure_test.t (k int PRIMARY KEY, v text)")
+        session.execute("INSERT INTO secure_test.t (k, v) VALUES (1, 'over TLS')")
+        assert session.execute("SELECT v FROM secure_test.t WHERE k = 1").one().v == "over TLS"
+    finally:
+        cluster.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("credentials", "cafile", "reason"),
+    [
+        ((None, None), "ca", "requires authentication"),
+        (("conductor", "wrong"), "ca", "Bad credentials"),
+        (("cassandra", "cassandra"), "ca", "Bad credentials"),
+        (("conductor", "<password>"), "system", "CERTIFICATE_VERIFY_FAILED"),
+        (("conductor", "<password>"), None, "Connection reset"),
+    ],
+    ids=["none", "wrong-password", "default-superuser", "without-the-ca", "without-tls"],
+)
+def test_cassandra_refuses_a_client_without_the_credentials_or_the_ca(
+    env, credentials, cafile, reason
+) -> None:
+    from cassandra.cluster import NoHostAvailable
+
+    username, password = credentials
+    if password == "<password>":
+        password = env["CONDUCTOR_CASSANDRA_PASSWORD"]
+    cluster = _cassandra(env, username, password, cafile)
+    try:
+        with pytest.raises(NoHostAvailable) as refused:
+            cluster.connect()
+    finally:
+        cluster.shutdown()
+    assert reason in str(refused.value)
+
+
+# -- last -----------------------------------------------------------------------------------------
+
+
+def test_the_passwords_never_reach_the_logs(launcher: Launcher, env) -> None:
+    """Last in the module: after the refused clients too."""
+    passwords = [env[name] for name in ENV_NAMES if name.endswith("_PASSWORD") and env[name]]
+    for log in launcher.run_dir.rglob("*.log"):
+        text = log.read_text(errors="replace")
+        assert not [password for password in passwords if password in text], f"a password in {log}"
