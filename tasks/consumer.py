@@ -34,6 +34,8 @@ Offsets = dict[TopicPartitionKey, int]  # the next offset to read, per partition
 COMMIT_TIMEOUT_MS = 30_000
 HEARTBEAT_INTERVAL_MS = 1000  # Kafka assigns partitions on the next heartbeat after a join: 1 s, not 3 s
 PAUSED_POLL_S = 0.5
+COMMIT_REJOINS = 3  # a commit refused while the group rebalances is tried again after rejoining
+REJOIN_WAIT_S = 0.5
 
 
 class StopRequested(Exception):
@@ -211,11 +213,26 @@ class GroupMember:
         While Kafka cannot answer, wait for it (polling, so the worker stays in the group)."""
         from kafka.errors import CommitFailedError, KafkaError, RebalanceInProgressError
 
+        rejoins = 0
         while offsets:
             to_commit = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()}
             try:
                 self.consumer.commit(to_commit, timeout_ms=COMMIT_TIMEOUT_MS)
-            except (CommitFailedError, RebalanceInProgressError) as exc:
+            except RebalanceInProgressError as exc:
+                # The group is rebalancing (a worker left, as all do on a stop): once this member
+                # has rejoined it still holds what a cooperative rebalance did not move, and
+                # commits those, as Kafka's own consumer is told to.
+                if rejoins < COMMIT_REJOINS:
+                    rejoins += 1
+                    log.debug("worker %d: commit waits for a rebalance: %s", self.worker_id, exc)
+                    self.rejoin(REJOIN_WAIT_S)
+                    held = self.consumer.assignment()
+                    offsets = {key: o for key, o in offsets.items() if TopicPartition(*key) in held}
+                    continue
+                self.refused_commits += 1
+                log.debug("worker %d: commit refused during a rebalance: %s", self.worker_id, exc)
+                return False
+            except CommitFailedError as exc:
                 self.refused_commits += 1
                 log.debug("worker %d: commit refused during a rebalance: %s", self.worker_id, exc)
                 return False
@@ -249,6 +266,16 @@ class GroupMember:
                 if self.losses:
                     self.losses.check(self.consumer, self.commit)
                 self.watch_membership()
+        finally:
+            self.resume_where_read()
+
+    def rejoin(self, seconds: float) -> None:
+        """One poll with every partition paused, so that a rebalance in progress completes;
+        unlike wait(), also while stopping (the last commit of a stop comes here)."""
+        self.consumer.pause(*self.consumer.assignment())
+        try:
+            for tp, messages in self.poll_once(seconds).items():
+                self.consumer.seek(tp, messages[0].offset)
         finally:
             self.resume_where_read()
 
