@@ -180,7 +180,25 @@ def retention(config_path: str, dry_run: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the state as JSON (GET /conductor/state).")
 @click.option("--trace", is_flag=True, help="Print failed tasks' whole traces, not their first lines.")
 @click.option("--timeout", default=5.0, show_default=True, type=click.FloatRange(min=0.1), help="Seconds.")
-def status(config_path: str | None, url: str | None, as_json: bool, trace: bool, timeout: float) -> None:
+@click.option(
+    "--token", envvar="CONDUCTOR_REST_TOKEN", default=None, help="Bearer token (env CONDUCTOR_REST_TOKEN)."
+)
+@click.option(
+    "--cafile",
+    envvar="CONDUCTOR_CA_FILE",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="CA certificates (PEM) that an https conductor's certificate is checked against (env CONDUCTOR_CA_FILE).",
+)
+def status(
+    config_path: str | None,
+    url: str | None,
+    as_json: bool,
+    trace: bool,
+    timeout: float,
+    token: str | None,
+    cafile: str | None,
+) -> None:
     """Show a running connector: its tasks, their partitions and lag, and their last errors."""
     import orjson
 
@@ -190,7 +208,7 @@ def status(config_path: str | None, url: str | None, as_json: bool, trace: bool,
         raise click.UsageError("give either --config or --url")
     try:
         target = statusview.given(url) if url else statusview.locate(config_path)
-        state = statusview.fetch(target, timeout)
+        state = statusview.fetch(target.using(token, cafile), timeout)
     except ConfigError as error:
         click.echo(str(error), err=True)
         sys.exit(exitcodes.CONFIG_ERROR)

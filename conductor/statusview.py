@@ -3,11 +3,13 @@ as tables for a terminal (the connector, its tasks, their partitions and last er
 
 from __future__ import annotations
 
+import base64
 import shutil
+import ssl
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -22,6 +24,13 @@ GAP = "   "  # between table columns, as kubectl spaces them
 class Target:
     url: str
     found: str  # how the URL was found, for the message when nothing answers there
+    authorization: str | None = field(default=None, repr=False)  # the Authorization header to send
+    cafile: str | None = None  # trusted for an https URL, beside the system's CAs
+
+    def using(self, token: str | None, cafile: str | None) -> Target:
+        """With a bearer token and a CA file given on the command line (they win)."""
+        authorization = f"Bearer {token}" if token else self.authorization
+        return replace(self, authorization=authorization, cafile=cafile or self.cafile)
 
 
 class Unreachable(ConductorError):
@@ -42,21 +51,28 @@ def locate(config_path: str) -> Target:
     from conductor.status import state_dir_for
 
     config = load_config(config_path)
+    rest = config.rest
+    authorization = None
+    if rest.token is not None:
+        authorization = f"Bearer {rest.token.reveal()}"
+    elif rest.users:
+        user, password = next(iter(rest.users.items()))
+        authorization = "Basic " + base64.b64encode(f"{user}:{password.reveal()}".encode()).decode()
     state_dir = state_dir_for(config.name)
     url = state_url(state_dir)
     if url:
-        return Target(url, f"from the running conductor's state in {state_dir}")
+        return Target(url, f"from the running conductor's state in {state_dir}", authorization)
     found = f"from the listeners in {config.source}; no running conductor's state in {state_dir}"
-    target = Target(listener_url(config.rest.host, config.rest.port), found)
+    target = Target(listener_url(rest.host, rest.port, rest.scheme), found, authorization)
     if config.rest.port == 0:
         raise Unreachable(target, "port 0 means any free port, and no state names the one taken")
     return target
 
 
-def listener_url(host: str, port: int) -> str:
+def listener_url(host: str, port: int, scheme: str = "http") -> str:
     """The URL to ask for a listener: a wildcard host is asked on the loopback."""
     host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 def given(url: str) -> Target:
@@ -66,8 +82,12 @@ def given(url: str) -> Target:
 def fetch(target: Target, timeout_s: float) -> dict[str, Any]:
     """GET {url}/conductor/state, parsed."""
     url = target.url.rstrip("/") + STATE_PATH
+    request = urllib.request.Request(url)
+    if target.authorization:
+        request.add_header("Authorization", target.authorization)
+    context = ssl.create_default_context(cafile=target.cafile) if url.startswith("https:") else None
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+        with urllib.request.urlopen(request, timeout=timeout_s, context=context) as response:
             body = response.read()
     except urllib.error.HTTPError as error:
         raise Unreachable(target, f"GET {STATE_PATH} answered {error.code} {error.reason}") from None

@@ -7,17 +7,20 @@ use stops the start with a clear message; the supervisor then forks it.
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 
 import psutil
 
 from conductor.api import http, metrics
+from conductor.api.auth import Guard
 from conductor.api.connect import ConnectResources, worker_id
 from conductor.api.offsets import OffsetStore
 from conductor.api.page import StatusPage
 from conductor.api.view import read_view
 from conductor.commands import Command, send
-from conductor.config import ConnectorConfig
+from conductor.config import ConnectorConfig, RestSettings
+from conductor.errors import ConfigError
 
 
 class ApiServer:
@@ -28,10 +31,11 @@ class ApiServer:
         self.state_dir = Path(state_dir)
         self.metrics_dir = self.state_dir / "metrics"
         rest = config.rest
+        self.tls = tls_context(rest)  # before binding: a bad keystore stops the start first
         self.socket = http.bind(rest.host, rest.port)
         port = self.socket.getsockname()[1]  # the one taken, when listeners asked for port 0
         shown_host = "127.0.0.1" if rest.host == "0.0.0.0" else rest.host
-        self.url = f"http://{shown_host}:{port}"
+        self.url = f"{rest.scheme}://{shown_host}:{port}"
         self.worker_id = worker_id(rest.host, port, rest.advertised_host, rest.advertised_port)
         metrics.prepare(self.metrics_dir)
 
@@ -58,10 +62,37 @@ class ApiServer:
         router.add(
             "GET", "/metrics", metrics.Metrics(self.metrics_dir, config.connector_class or kind, view).handle
         )
-        return http.serve(self.socket, router, supervisor_pid)
+        rest = config.rest
+        guard = None
+        if rest.authenticates:
+            users = {user: password.reveal() for user, password in rest.users.items()}
+            guard = Guard(users, rest.token.reveal() if rest.token else None, rest.open_reads)
+        return http.serve(self.socket, router, supervisor_pid, guard, self.tls)
 
     def close(self) -> None:
         self.socket.close()
+
+
+def tls_context(rest: RestSettings) -> ssl.SSLContext | None:
+    """The server's TLS context for an https listener; a keystore that cannot be loaded is a
+    ConfigError that names the key and why."""
+    if rest.certfile is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    password = rest.key_password.reveal() if rest.key_password is not None else None
+    try:
+        context.load_cert_chain(rest.certfile, password=password)
+    except FileNotFoundError:
+        why = "no such file"
+    except ssl.SSLError as error:
+        why = f"not a PEM certificate chain with its private key, or a wrong key password ({error.reason or error})"
+    except OSError as error:
+        why = error.strerror or str(error)
+    else:
+        return context
+    raise ConfigError(
+        [f"listeners.https.ssl.keystore.location: {rest.certfile}: {why}"], source="the REST server"
+    )
 
 
 def state_url(state_dir: Path) -> str | None:

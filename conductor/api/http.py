@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 
+from conductor.api.auth import CHALLENGE, Guard
 from conductor.errors import ConfigError
 
 log = logging.getLogger("conductor.api")
@@ -123,12 +125,19 @@ def bind(host: str, port: int) -> socket.socket:
         ) from None
 
 
-def serve(sock: socket.socket, router: Router, supervisor_pid: int) -> int:
-    """Serve until SIGTERM or until the supervisor is gone."""
+def serve(
+    sock: socket.socket,
+    router: Router,
+    supervisor_pid: int,
+    guard: Guard | None = None,
+    tls: ssl.SSLContext | None = None,
+) -> int:
+    """Serve until SIGTERM or until the supervisor is gone; `guard` asks for credentials, `tls`
+    makes it https."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
-    server = _Server(sock, router)
+    server = _Server(sock, router, guard, tls)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.5}, daemon=True)
     thread.start()
     while not stop.wait(PARENT_CHECK_S):
@@ -142,11 +151,26 @@ def serve(sock: socket.socket, router: Router, supervisor_pid: int) -> int:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, sock: socket.socket, router: Router) -> None:
+    def __init__(
+        self, sock: socket.socket, router: Router, guard: Guard | None, tls: ssl.SSLContext | None
+    ) -> None:
         super().__init__(sock.getsockname()[:2], _RequestHandler, bind_and_activate=False)
         self.socket.close()
         self.socket = sock
         self.router = router
+        self.guard = guard
+        self.tls = tls
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """The TLS handshake happens here, on the request's own thread, so a slow or broken
+        client never holds up the accepting loop."""
+        if self.tls is not None:
+            try:
+                request = self.tls.wrap_socket(request, server_side=True)
+            except (ssl.SSLError, OSError) as error:
+                log.debug("TLS handshake with %s failed: %s", client_address, error)
+                return
+        super().finish_request(request, client_address)
 
 
 class _RequestHandler(BaseHTTPRequestHandler):
@@ -176,6 +200,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 raise HttpError(413, f"the request body is larger than {MAX_BODY} bytes")
             body = self.rfile.read(length) if length else b""
             url = urlsplit(self.path)
+            guard = self.server.guard
+            if guard is not None and not guard.allows(method, url.path, self.headers.get("Authorization")):
+                raise HttpError(
+                    401,
+                    "authentication required: sign in as a user of conductor.rest.users.file, "
+                    "or send the bearer token of conductor.rest.token",
+                )
             request = Request(method, url.path, parse_qs(url.query), body)
             response = self.server.router.handle(request)
         except HttpError as error:
@@ -190,6 +221,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-store")
+        if response.status == 401:
+            self.send_header("WWW-Authenticate", CHALLENGE)
         self.end_headers()
         if method != "HEAD":
             self.wfile.write(data)

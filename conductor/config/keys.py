@@ -27,7 +27,14 @@ CONNECTOR_KEYS = (
 # Single Message Transforms, with transforms.<alias>.* and predicates.<alias>.* (conductor/transforms).
 TRANSFORM_KEYS = ("transforms", "predicates")
 # Kafka Connect's worker keys for its REST listener: conductor's API, page and metrics.
-REST_KEYS = ("listeners", "rest.advertised.host.name", "rest.advertised.port")
+HTTPS = "listeners.https."
+REST_KEYS = (
+    "listeners", "rest.advertised.host.name", "rest.advertised.port",
+    HTTPS + "ssl.keystore.location", HTTPS + "ssl.keystore.type", HTTPS + "ssl.keystore.password",
+    HTTPS + "ssl.key.password", HTTPS + "ssl.client.auth",
+    "conductor.rest.users.file", "conductor.rest.token", "conductor.rest.open.reads",
+    "conductor.rest.allow.unauthenticated",
+)  # fmt: skip
 CONVERTER_KEYS = (
     "key.converter", "value.converter", "key.converter.schemas.enable", "value.converter.schemas.enable",
 )  # fmt: skip

@@ -3,15 +3,17 @@ keys, which all three servers read the same way."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from types import MappingProxyType
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from conductor.config import keys as k
+from conductor.config.readers import parse_properties
 from conductor.config.secrets import Secret, reveal
 from conductor.config.security import Credentials, TlsSettings
 from conductor.config.settings import (
@@ -484,21 +486,98 @@ LISTENER = re.compile(r"(?i)(https?)://(\[[^\]]*\]|[^:/\s]*):(\d{1,5})/?")
 
 
 def rest_settings(r: Reader) -> RestSettings:
-    """Kafka Connect's `listeners` (one http listener here), and the advertised host and port
-    that make up each task's worker_id."""
+    """Kafka Connect's `listeners` (one http or https listener here), the advertised host and
+    port that make up each task's worker_id, and who may call it."""
     s = Section(r)
     text = r.string("listeners", default="http://127.0.0.1:8083") or ""
     listeners = [part.strip() for part in text.split(",") if part.strip()]
     match = LISTENER.fullmatch(listeners[0]) if len(listeners) == 1 else None
+    host = "127.0.0.1"
     if match is None or int(match[3]) > 65535:
         r.problem("listeners", text, "one listener such as http://127.0.0.1:8083 (port 0: any free port)")
-        s.put("host", "listeners", "127.0.0.1")
         s.put("port", "listeners", 8083)
-    elif match[1].lower() == "https":
-        r.problems.append(f"listeners: {text!r}: conductor serves plain http only; use http://host:port")
     else:
-        s.put("host", "listeners", match[2].strip("[]") or "0.0.0.0")
+        host = match[2].strip("[]") or "0.0.0.0"
         s.put("port", "listeners", int(match[3]))
+    s.put("host", "listeners", host)
+    https = match is not None and match[1].lower() == "https"
+    _https_settings(r, s, https)
+    _rest_auth(r, s)
     s.string("advertised_host", "rest.advertised.host.name")
     s.integer("advertised_port", "rest.advertised.port", minimum=1, maximum=65535)
+    open_beyond = not is_loopback(host) and not (s.values.get("users") or s.values.get("token"))
+    allowed = s.boolean("allow_unauthenticated", k.CONDUCTOR + "rest.allow.unauthenticated", default=False)
+    if open_beyond and not allowed:
+        r.problems.append(
+            f"listeners: {text} answers beyond this host, and no one has to sign in: set "
+            f"conductor.rest.users.file or conductor.rest.token, or conductor.rest.allow.unauthenticated=true "
+            f"to serve it open"
+        )
     return RestSettings(**s.kwargs())
+
+
+def _https_settings(r: Reader, s: Section, https: bool) -> None:
+    """listeners.https.ssl.*: a PEM keystore (certificate chain and private key in one file)."""
+    keys = [
+        k.HTTPS + name for name in ("ssl.keystore.location", "ssl.keystore.type", "ssl.keystore.password")
+    ]
+    keys += [k.HTTPS + "ssl.key.password", k.HTTPS + "ssl.client.auth"]
+    if not https:
+        for key in keys:
+            if r.given(key):
+                r.no_effect(key, "the listener is http")
+        return
+    location = r.string(k.HTTPS + "ssl.keystore.location")
+    if not location:
+        r.problems.append(
+            f"listeners: https needs {k.HTTPS}ssl.keystore.location (a PEM file with the certificate chain "
+            f"and the private key)"
+        )
+        return
+    kind = (r.string(k.HTTPS + "ssl.keystore.type") or "PEM").upper()
+    if kind != "PEM":
+        r.problems.append(
+            f"{k.HTTPS}ssl.keystore.type: {kind} is a Java keystore, which Python cannot read; give a PEM file "
+            f"with the certificate chain and the private key"
+        )
+    s.put("certfile", k.HTTPS + "ssl.keystore.location", location)
+    s.secret("key_password", (k.HTTPS + "ssl.key.password", k.HTTPS + "ssl.keystore.password"))
+    client_auth = (r.string(k.HTTPS + "ssl.client.auth") or "none").lower()
+    if client_auth != "none":
+        r.problems.append(
+            f"{k.HTTPS}ssl.client.auth={client_auth}: conductor does not ask clients for certificates; "
+            f"use conductor.rest.users.file or conductor.rest.token"
+        )
+
+
+def _rest_auth(r: Reader, s: Section) -> None:
+    """conductor.rest.users.file: Kafka Connect's PropertyFileLoginModule file (`user=password`
+    per line); conductor.rest.token: a bearer token."""
+    key = k.CONDUCTOR + "rest.users.file"
+    path = r.string(key)
+    if path:
+        try:
+            found, problems = parse_properties(Path(path).read_text(), path)
+        except OSError as error:
+            r.problems.append(f"{key}: cannot read {path}: {error.strerror or error}")
+        else:
+            r.problems.extend(f"{key}: {problem}" for problem in problems)
+            if not found:
+                r.problems.append(f"{key}: {path} names no user (one `user=password` per line)")
+            s.put("users", key, MappingProxyType({user: Secret(word) for user, word in found.items()}))
+    token = s.secret("token", k.CONDUCTOR + "rest.token")
+    if token is not None and len(token.reveal()) < 16:
+        r.problems.append(
+            f"{k.CONDUCTOR}rest.token: at least 16 characters (a guessable token guards nothing)"
+        )
+    s.boolean("open_reads", k.CONDUCTOR + "rest.open.reads", default=False)
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 and localhost: reachable from this host only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

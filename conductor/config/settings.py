@@ -294,7 +294,23 @@ class RestSettings(Masked):
     port: int = 8083  # 0: a free port, named in the supervisor's state
     advertised_host: str | None = None  # rest.advertised.host.name: the host in worker_id
     advertised_port: int | None = None
+    # https: a PEM file with the certificate chain and the private key (listeners.https.ssl.*)
+    certfile: str | None = None
+    key_password: Secret | None = None
+    # Authentication (conductor/api/auth.py): users and their passwords, a bearer token.
+    users: Mapping[str, Secret] = field(default_factory=lambda: MappingProxyType({}))
+    token: Secret | None = None
+    open_reads: bool = False  # GET endpoints answer without credentials
+    allow_unauthenticated: bool = False  # listen beyond the loopback without authentication
     masked: frozenset[str] = masked_field()
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.certfile else "http"
+
+    @property
+    def authenticates(self) -> bool:
+        return bool(self.users) or self.token is not None
 
 
 @dataclass(frozen=True, repr=False)

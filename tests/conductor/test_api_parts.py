@@ -30,14 +30,15 @@ BASE = {
     ],
 )
 def test_listeners_is_one_http_listener(given, host, port):
-    rest = parse_config({**BASE, **({"listeners": given} if given else {})}).rest
-    assert (rest.host, rest.port) == (host, port)
+    open_beyond = {"conductor.rest.allow.unauthenticated": "true"}  # 0.0.0.0 asks for it
+    rest = parse_config({**BASE, **({"listeners": given} if given else {}), **open_beyond}).rest
+    assert (rest.host, rest.port, rest.scheme) == (host, port, "http")
 
 
 @pytest.mark.parametrize(
     ("given", "says"),
     [
-        ("https://a:8443", "plain http only"),
+        ("https://127.0.0.1:8443", "https needs listeners.https.ssl.keystore.location"),
         ("http://a:1,http://b:2", "one listener"),
         ("http://a:70000", "one listener"),
         ("a:8083", "one listener"),
@@ -47,6 +48,64 @@ def test_a_listener_conductor_cannot_serve_is_refused(given, says):
     with pytest.raises(ConfigError) as refused:
         parse_config({**BASE, "listeners": given})
     assert any(problem.startswith("listeners:") and says in problem for problem in refused.value.problems)
+
+
+@pytest.mark.parametrize(
+    "listener", ["http://0.0.0.0:8083", "http://:8083", "http://10.1.2.3:8083", "http://[::]:1"]
+)
+def test_listening_beyond_this_host_without_authentication_is_refused(listener):
+    with pytest.raises(ConfigError) as refused:
+        parse_config({**BASE, "listeners": listener})
+    (problem,) = refused.value.problems
+    assert problem == (
+        f"listeners: {listener} answers beyond this host, and no one has to sign in: set "
+        "conductor.rest.users.file or conductor.rest.token, or conductor.rest.allow.unauthenticated=true "
+        "to serve it open"
+    )
+    token = "a-token-of-more-than-16-characters"
+    rest = parse_config({**BASE, "listeners": listener, "conductor.rest.token": token}).rest
+    assert rest.authenticates and rest.token.reveal() == token
+
+
+def test_rest_security_keys_are_read_and_checked(tmp_path):
+    users = tmp_path / "users.properties"
+    users.write_text("admin=pw1\n# a comment\nviewer: pw2\n")
+    https = {"listeners": "https://127.0.0.1:8443", "listeners.https.ssl.keystore.location": "/etc/k.pem"}
+    rest = parse_config({**BASE, **https, "conductor.rest.users.file": str(users)}).rest
+    assert rest.scheme == "https" and rest.certfile == "/etc/k.pem"
+    assert {user: word.reveal() for user, word in rest.users.items()} == {"admin": "pw1", "viewer": "pw2"}
+    assert "pw1" not in repr(rest)
+    for extra, says in (
+        ({"listeners.https.ssl.keystore.type": "PKCS12"}, "PKCS12 is a Java keystore"),
+        ({"listeners.https.ssl.client.auth": "required"}, "does not ask clients for certificates"),
+        ({"conductor.rest.token": "short"}, "at least 16 characters"),
+        ({"conductor.rest.users.file": str(tmp_path / "none")}, "cannot read"),
+    ):
+        with pytest.raises(ConfigError) as refused:
+            parse_config({**BASE, **https, **extra})
+        assert any(says in problem for problem in refused.value.problems), refused.value.problems
+
+
+def test_the_guard_asks_for_credentials_except_on_health_and_open_reads():
+    import base64
+
+    from conductor.api.auth import Guard
+
+    def basic(user, password):
+        return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+    guard = Guard({"admin": "pw"}, "a-token-of-more-than-16", open_reads=False)
+    assert guard.allows("GET", "/health", None) and guard.allows("GET", "/health/", None)
+    assert not guard.allows("GET", "/connectors", None)
+    assert guard.allows("GET", "/connectors", basic("admin", "pw"))
+    assert guard.allows("PUT", "/connectors/x/pause", "Bearer a-token-of-more-than-16")
+    for wrong in (basic("admin", "no"), basic("other", "pw"), "Bearer nope", "Basic !!!", "Digest x", ""):
+        assert not guard.allows("PUT", "/connectors/x/pause", wrong), wrong
+    reads_open = Guard({"admin": "pw"}, None, open_reads=True)
+    assert reads_open.allows("GET", "/connectors", None)
+    for method in ("PUT", "POST", "PATCH", "DELETE"):
+        assert not reads_open.allows(method, "/connectors/x/offsets", None)
+        assert not reads_open.allows(method, "/connectors/x/offsets", "Bearer anything")  # no token set
 
 
 def test_commands_travel_as_json_lines_and_bad_ones_are_named():

@@ -119,6 +119,7 @@ def test_status_by_config_says_where_it_looked(kafka, elasticsearch, tmp_path):
     )
     config.write_text(
         config.read_text().replace("listeners=http://127.0.0.1:0", "listeners=http://0.0.0.0:1")
+        + "conductor.rest.allow.unauthenticated=true\n"
     )
     closed = conductor_status("--config", str(config), state_dir=state_dir)
     assert closed.returncode == 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,10 @@ SASL = {"security.protocol": "SASL_PLAINTEXT"}
 DEAD_LETTER = {"errors.tolerance": "all", "errors.deadletterqueue.topic.name": "readings-dlq"}
 
 # key -> (a value other than its default, the keys it needs beside it to matter; None: left out)
+REST_HTTPS = {"listeners": "https://127.0.0.1:8443", "listeners.https.ssl.keystore.location": "/etc/k.pem"}
+USERS_FILE = tempfile.mkstemp(suffix=".properties")[1]
+Path(USERS_FILE).write_text("admin=pw\n")
+
 SAMPLES: dict[str, tuple[str, Mapping[str, str | None]]] = {
     "bootstrap.servers": ("k1:9092,k2:9092", {}),
     "conductor.aggregate.idle.close.ms": ("5000", {}),
@@ -62,6 +67,15 @@ SAMPLES: dict[str, tuple[str, Mapping[str, str | None]]] = {
     "conductor.drain.timeout.s": ("3", {}),
     "conductor.index.suffix.clock": ("wallclock", {}),
     "conductor.elastic.distribution": ("opensearch", {}),
+    "conductor.rest.allow.unauthenticated": ("true", {}),
+    "conductor.rest.open.reads": ("true", {}),
+    "conductor.rest.token": ("a-token-of-more-than-16-characters", {}),
+    "conductor.rest.users.file": (USERS_FILE, {}),
+    "listeners.https.ssl.keystore.location": ("/etc/k.pem", {"listeners": "https://127.0.0.1:8443"}),
+    "listeners.https.ssl.keystore.type": ("PKCS12", REST_HTTPS),
+    "listeners.https.ssl.keystore.password": ("store-pass", REST_HTTPS),
+    "listeners.https.ssl.key.password": ("key-pass", REST_HTTPS),
+    "listeners.https.ssl.client.auth": ("required", REST_HTTPS),
     "conductor.index.close.after.days": ("7", {}),
     "conductor.index.delete.after.days": ("30", {}),
     "conductor.index.retention.interval.ms": ("60000", {}),

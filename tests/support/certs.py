@@ -4,6 +4,7 @@ whose private key is encrypted with a password. Nothing of them is ever committe
 from __future__ import annotations
 
 import datetime
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from cryptography.x509.oid import NameOID
 @dataclass(frozen=True)
 class Certificates:
     ca: Path  # the CA certificate (PEM)
-    cert: Path  # a certificate the CA signed, for "localhost" (PEM)
+    cert: Path  # a certificate the CA signed, for "localhost" and 127.0.0.1 (PEM)
     key: Path  # its private key, encrypted with `password` (PEM)
     password: str
 
@@ -48,7 +49,12 @@ def make_certificates(directory: Path, password: str = "key-pass") -> Certificat
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
         .sign(ca_key, hashes.SHA256())
     )
     paths = Certificates(directory / "ca.pem", directory / "cert.pem", directory / "key.pem", password)
