@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime
+import hashlib
 import ipaddress
 import json
 import logging
@@ -287,17 +288,20 @@ def _es_prepare(server: Server, paths: Paths) -> None:
     servers._search_prepare(server, paths)
     _fresh_data(paths)
     config = paths.home / "config"
-    for realm_file in ("users", "users_roles"):  # the file realm: emptied, filled by the init command
-        (config / realm_file).write_text("")
     _write_pem(config / _ES_CERTS, "elasticsearch")
-    _save_secret(server.name, username=USERNAME, password=_password())
+    password = _password()
+    # The file realm, as bin/elasticsearch-users writes it, without a JVM and without the password
+    # on a command line: the user with its PBKDF2 hash, and its role.
+    _write_private(config / "users", f"{USERNAME}:{_es_password_hash(password)}\n".encode())
+    _write_private(config / "users_roles", f"superuser:{USERNAME}\n".encode())
+    _save_secret(server.name, username=USERNAME, password=password)
 
 
-def _es_users_command(server: Server, paths: Paths, java: str) -> list[str]:
-    """bin/elasticsearch-users adds the superuser to the file realm (ES_PATH_CONF: the run folder)."""
-    password = secret(server.name)["password"]
-    tool = paths.install / "bin" / "elasticsearch-users"
-    return [str(tool), "useradd", USERNAME, "-r", "superuser", "-p", password]
+def _es_password_hash(password: str, iterations: int = 10000) -> str:
+    """Elasticsearch's {PBKDF2} hash: PBKDF2-HMAC-SHA512, a 32-byte salt, a 256-bit key."""
+    salt = os.urandom(32)
+    key = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations, dklen=32)
+    return f"{{PBKDF2}}{iterations}${base64.b64encode(salt).decode()}${base64.b64encode(key).decode()}"
 
 
 def _es_command(server: Server, paths: Paths, java: str) -> list[str]:
@@ -366,9 +370,20 @@ def _kafka_prepare(server: Server, paths: Paths) -> None:
     _save_secret(server.name, username=USERNAME, password=password)
 
 
+def _scram_credential(password: str, iterations: int = 8192) -> str:
+    """The SCRAM-SHA-512 user for `kafka-storage format --add-scram`, with the salted password
+    (RFC 5802's Hi(), i.e. PBKDF2-HMAC-SHA-512) rather than the password: the command line, which
+    any `ps` shows, never holds the password itself."""
+    salt = os.urandom(24)
+    salted = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
+    return (
+        f'SCRAM-SHA-512=[name={USERNAME},iterations={iterations},salt="{base64.b64encode(salt).decode()}",'
+        f'saltedpassword="{base64.b64encode(salted).decode()}"]'
+    )
+
+
 def _kafka_format_command(server: Server, paths: Paths, java: str) -> list[str]:
     """Format the storage with the SCRAM-SHA-512 user (KRaft takes SCRAM users at format time)."""
-    password = secret(server.name)["password"]
     return [
         java,
         "-cp",
@@ -376,7 +391,7 @@ def _kafka_format_command(server: Server, paths: Paths, java: str) -> list[str]:
         "kafka.tools.StorageTool",
         "format",
         "--add-scram",
-        f"SCRAM-SHA-512=[name={USERNAME},password={password}]",
+        _scram_credential(secret(server.name)["password"]),
         "-t",
         servers._cluster_id(),
         "-c",
@@ -539,7 +554,6 @@ def secure_servers() -> dict[str, Server]:
             servers.ELASTICSEARCH,
             prepare=_es_prepare,
             command=_es_command,
-            init_command=_es_users_command,
             probe=_es_probe,
         ),
         "cassandra": _variant(

@@ -369,7 +369,21 @@ def test_the_passwords_never_reach_the_logs(launcher: Launcher, env) -> None:
     # Every file of the logs folders (Elasticsearch writes JSON logs too) and the fetch logs.
     logs = [path for path in launcher.run_dir.rglob("*") if path.is_file() and "logs" in path.parts]
     logs += list(launcher.run_dir.glob("*.log"))
-    assert any(log.name == "init.log" for log in logs)  # the commands that took the passwords
+    assert any(log.name == "init.log" for log in logs)  # Kafka's storage format, given the SCRAM user
     for log in logs:
         text = log.read_text(errors="replace")
         assert not [password for password in passwords if password in text], f"a password in {log}"
+
+
+def test_no_password_on_a_command_line_of_the_servers(launcher: Launcher, env) -> None:
+    passwords = [env[name] for name in ENV_NAMES if name.endswith("_PASSWORD") and env[name]]
+    command_lines = []
+    for entry in Path("/proc").iterdir():
+        try:
+            command_line = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if entry.name.isdigit() and str(launcher.run_dir) in command_line:
+            command_lines.append(command_line)
+    assert len(command_lines) >= 3
+    assert not [line for line in command_lines if any(password in line for password in passwords)]
