@@ -1,9 +1,10 @@
 """Kafka, Elasticsearch and Cassandra with security on: `CONDUCTOR_SECURE=1 compose/local up`.
 
-- Elasticsearch: x-pack security, TLS on HTTP, a basic-auth superuser from the file realm. API keys
-  are enabled but cannot be created on the integ-test-zip: they live in the .security index, whose
-  mapping needs the analysis-common module (pattern_capture, uax_url_email), which the zip lacks
-  and Maven Central does not publish. Only the file realm works there (no native users either).
+- Elasticsearch: x-pack security, TLS on HTTP, a basic-auth superuser from the file realm, API keys.
+  API keys live in the .security index, whose mapping needs four analysis parts of the
+  analysis-common module, which the integ-test-zip lacks and Maven Central does not publish:
+  compose/elasticsearch/security-analysis is a small plugin with them, compiled at the first secure
+  start (the JDK's javac) into a hard-linked copy of the installation, <cache>/elasticsearch-<version>-secure.
 - Kafka: a SASL_SSL listener with SCRAM-SHA-512 and PLAIN (the KRaft controller stays PLAINTEXT on
   loopback).
 - Cassandra: PasswordAuthenticator and client encryption; the default superuser cassandra/cassandra
@@ -34,6 +35,9 @@ import secrets
 import shutil
 import ssl
 import string
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import probes
@@ -307,9 +311,106 @@ def _es_password_hash(password: str, iterations: int = 10000) -> str:
     return f"{{PBKDF2}}{iterations}${base64.b64encode(salt).decode()}${base64.b64encode(key).decode()}"
 
 
+_ES_PLUGIN = servers.COMPOSE_DIR / "elasticsearch" / "security-analysis"
+_ES_PLUGIN_NAME = "conductor-security-analysis"
+
+
+def secure_es_home(install: Path) -> Path:
+    """The copy of the installation that secure mode runs: the plain one stays as it is."""
+    return install.with_name(install.name + SUFFIX)
+
+
+def _es_plugin_stamp() -> str:
+    digest = hashlib.sha256()
+    for source in sorted(_ES_PLUGIN.iterdir()):
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _es_build_command(server: Server, paths: Paths, java: str) -> list[str] | None:
+    """Build the secure copy of the installation unless it is built from these plugin sources."""
+    marker = secure_es_home(paths.install) / ".complete"
+    if marker.exists() and marker.read_text().strip() == _es_plugin_stamp():
+        return None
+    target = str(secure_es_home(paths.install))
+    return [sys.executable, str(Path(__file__).resolve()), "build-es-home", str(paths.install), target, java]
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def build_es_home(install: Path, home: Path, java: str) -> None:
+    """A copy of `install` (hard links: no space taken) with the plugin of compose/elasticsearch/
+    security-analysis compiled into plugins/. Files of the copy are never written in place: a
+    hard-linked file is the plain installation's too."""
+    javac = Path(java).parent / "javac"
+    if not javac.exists():
+        raise SystemExit(
+            f"no javac beside {java}: the secure Elasticsearch needs a JDK, not a JRE, to compile its "
+            f"analysis plugin (e.g. `apt-get install openjdk-17-jdk-headless`)"
+        )
+    staging = home.with_name(f"{home.name}.staging-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(install, staging, symlinks=True, copy_function=_link_or_copy)
+    (staging / ".complete").unlink()  # hard-linked: written anew below, never in place
+    plugin = staging / "plugins" / _ES_PLUGIN_NAME
+    classes = staging / ".plugin-classes"
+    plugin.mkdir(parents=True)
+    classes.mkdir()
+    lib = install / "lib"
+    classpath = [
+        next(iter(sorted(lib.glob(pattern))))
+        for pattern in (
+            "elasticsearch-plugin-api-*.jar",
+            "elasticsearch-plugin-analysis-api-*.jar",
+            "lucene-core-*.jar",
+            "lucene-analysis-common-*.jar",
+        )
+    ]
+    compiled = subprocess.run(
+        [
+            str(javac),
+            "--release",
+            "17",
+            "-d",
+            str(classes),
+            "-cp",
+            os.pathsep.join(map(str, classpath)),
+            *map(str, sorted(_ES_PLUGIN.glob("*.java"))),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if compiled.returncode != 0:
+        raise SystemExit(f"javac failed:\n{compiled.stdout}{compiled.stderr}")
+    with zipfile.ZipFile(plugin / f"{_ES_PLUGIN_NAME}.jar", "w") as jar:
+        for item in sorted(classes.rglob("*.class")):
+            jar.write(item, item.relative_to(classes).as_posix())
+    shutil.rmtree(classes)
+    shutil.copyfile(_ES_PLUGIN / "named_components.json", plugin / "named_components.json")
+    version = install.name.rsplit("-", 1)[-1]
+    (plugin / "stable-plugin-descriptor.properties").write_text(
+        "description=The analysis parts the .security index needs (compose/elasticsearch/security-analysis)\n"
+        f"version=1.0\nname={_ES_PLUGIN_NAME}\njava.version=17\nelasticsearch.version={version}\n"
+    )
+    (staging / ".complete").write_text(_es_plugin_stamp() + "\n")
+    shutil.rmtree(home, ignore_errors=True)
+    try:
+        staging.rename(home)
+    except OSError:  # another start built it meanwhile
+        shutil.rmtree(staging, ignore_errors=True)
+    print(f"built {home} with the plugin {_ES_PLUGIN_NAME}")
+
+
 def _es_command(server: Server, paths: Paths, java: str) -> list[str]:
+    plain_launcher = str(paths.install / "bin" / "elasticsearch")
+    secure_launcher = str(secure_es_home(paths.install) / "bin" / "elasticsearch")
     command = [
-        argument
+        secure_launcher if argument == plain_launcher else argument
         for argument in servers._search_command(server, paths, java)
         if not argument.startswith("-Expack.security.enabled=")
     ]
@@ -557,6 +658,7 @@ def secure_servers() -> dict[str, Server]:
             servers.ELASTICSEARCH,
             prepare=_es_prepare,
             command=_es_command,
+            init_command=_es_build_command,
             probe=_es_probe,
         ),
         "cassandra": _variant(
@@ -588,3 +690,11 @@ def connection_settings() -> dict[str, str]:
         "CONDUCTOR_CASSANDRA_USERNAME": credential("cassandra", "username"),
         "CONDUCTOR_CASSANDRA_PASSWORD": credential("cassandra", "password"),
     }
+
+
+if __name__ == "__main__":
+    # compose/local runs this as the secure Elasticsearch's init command (output: its init.log).
+    if sys.argv[1:2] == ["build-es-home"] and len(sys.argv) == 5:
+        build_es_home(Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4])
+    else:
+        raise SystemExit("usage: secure.py build-es-home INSTALL HOME JAVA")
