@@ -76,6 +76,8 @@ class SearchServer:
         kwargs = settings.client_kwargs()
         if "basic_auth" in kwargs:
             headers["authorization"] = basic_auth_to_header(kwargs["basic_auth"])
+        elif "api_key" in kwargs:
+            headers["authorization"] = f"ApiKey {kwargs['api_key']}"
         context = kwargs.get("ssl_context")
         nodes = [node_config(url, headers, context) for url in settings.hosts]
         self.transport = Transport(
@@ -126,7 +128,8 @@ class SearchServer:
             raise ConfigError(
                 [
                     f"{self.where} refused the credentials (connect.elastic.use.http.username and password, "
-                    f"or the user:password in connect.elastic.hosts): {answer.describe()}"
+                    f"conductor.elastic.api.key, or the user:password in connect.elastic.hosts): "
+                    f"{answer.describe()}"
                 ],
                 "elasticsearch settings",
             )

@@ -78,7 +78,7 @@ CONDUCTOR_KEYS = tuple(
         "worker.heartbeat.timeout.s", "drain.timeout.s", "restart.backoff.initial.s", "restart.backoff.max.s",
         "restart.max", "index.suffix.clock", "static.membership", "cassandra.max.in.flight",
         "cassandra.unlogged.batches", "aggregate.sql", "aggregate.idle.close.ms", "elastic.distribution",
-        "index.close.after.days", "index.delete.after.days", "index.retention.interval.ms",
+        "index.close.after.days", "index.delete.after.days", "index.retention.interval.ms", "elastic.api.key",
     )
 )  # fmt: skip
 

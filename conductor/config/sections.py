@@ -283,6 +283,11 @@ def elastic_settings(r: Reader) -> ElasticsearchSettings | None:
     elif username or password:
         given = es + ("use.http.username" if username else "use.http.password")
         r.no_effect(given, "Stream-Reactor sends credentials only when both user name and password are set")
+    api_key = s.secret("api_key", k.CONDUCTOR + "elastic.api.key")
+    if api_key is not None and username and password:
+        r.problems.append(
+            f"{k.CONDUCTOR}elastic.api.key and {es}use.http.username/password: give one way to sign in, not both"
+        )
     tls_on = any(url.startswith("https://") for url in hosts)
     s.put("tls", (), tls_settings(r, ELASTIC_TLS, tls_on, "no Elasticsearch host uses https"))
     s.integer("batch_size", es + "batch.size", default=4000, minimum=1)

@@ -118,6 +118,7 @@ class ElasticsearchSettings(Masked):
 
     hosts: tuple[str, ...]
     credentials: Credentials | None = None
+    api_key: Secret | None = None  # an Elasticsearch API key, encoded (the `encoded` of its creation)
     tls: TlsSettings = field(default_factory=TlsSettings)
     batch_size: int = 4000  # actions per bulk request (connect.elastic.batch.size)
     max_bytes: int = 5_000_000  # bytes per bulk request (conductor.batch.max.bytes)
@@ -167,10 +168,13 @@ class ElasticsearchSettings(Masked):
         return ", ".join(redact(host) for host in self.hosts)
 
     def client_kwargs(self) -> dict[str, Any]:
-        """The HTTP client's `basic_auth` and `ssl_context` (sinks/search_server.py); reveals the password."""
+        """The HTTP client's `basic_auth`, `api_key` and `ssl_context` (sinks/search_server.py);
+        reveals the password."""
         kwargs: dict[str, Any] = {}
         if self.credentials is not None:
             kwargs["basic_auth"] = (self.credentials.username, self.credentials.password.reveal())
+        if self.api_key is not None:
+            kwargs["api_key"] = self.api_key.reveal()
         context = self.tls.context()
         if context is not None:
             kwargs["ssl_context"] = context

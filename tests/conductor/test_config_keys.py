@@ -67,6 +67,7 @@ SAMPLES: dict[str, tuple[str, Mapping[str, str | None]]] = {
     "conductor.drain.timeout.s": ("3", {}),
     "conductor.index.suffix.clock": ("wallclock", {}),
     "conductor.elastic.distribution": ("opensearch", {}),
+    "conductor.elastic.api.key": ("VnVhQ2ZHY0JDZGJrUW0tZTVhT3g6dWkybHAyYXhUTm1zeWFrdzl0dk5udw==", {}),
     "conductor.rest.allow.unauthenticated": ("true", {}),
     "conductor.rest.open.reads": ("true", {}),
     "conductor.rest.token": ("a-token-of-more-than-16-characters", {}),

@@ -456,3 +456,5 @@ def test_credentials_reach_every_host_and_the_connectors_own_win():
         credentials=Credentials("elastic", Secret("s3cr3t")),
     )
     assert headers(own) == ["Basic ZWxhc3RpYzpzM2NyM3Q="] * 2  # elastic:s3cr3t
+    api_key = ElasticsearchSettings(hosts=("https://es1:9200",), api_key=Secret("aWQ6a2V5"))
+    assert headers(api_key) == ["ApiKey aWQ6a2V5"]
