@@ -645,8 +645,23 @@ def _cassandra_probe(server: Server) -> str:
 # -- the servers and the settings a client needs ----------------------------------------------
 
 
+# The secure servers listen 10000 above the plain ones (Kafka 29092, Elasticsearch 29200, Cassandra
+# 29042, ...), so both can run at once: the tests of the plain servers and those of the secure ones
+# in one session. A port variable that is set (CONDUCTOR_KAFKA_PORT, ...) is taken as it is.
+PORT_OFFSET = 10000
+
+
+def port_variable(server: Server, role: str) -> str:
+    name = server.name.upper().replace("-", "_")
+    return f"CONDUCTOR_{name}_{'' if role == 'port' else role.upper() + '_'}PORT"
+
+
 def _variant(server: Server, **changes) -> Server:
-    return dataclasses.replace(server, home_name=server.run_name + SUFFIX, **changes)
+    ports = {
+        role: port if os.environ.get(port_variable(server, role)) else port + PORT_OFFSET
+        for role, port in server.ports.items()
+    }
+    return dataclasses.replace(server, home_name=server.run_name + SUFFIX, ports=ports, **changes)
 
 
 def secure_servers() -> dict[str, Server]:

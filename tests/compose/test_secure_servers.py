@@ -391,3 +391,29 @@ def test_no_password_on_a_command_line_of_the_servers(launcher: Launcher, env) -
             command_lines.append(command_line)
     assert len(command_lines) >= 3
     assert not [line for line in command_lines if any(password in line for password in passwords)]
+
+
+def test_secure_servers_listen_10000_above_the_plain_ones_unless_a_port_is_set(tmp_path: Path) -> None:
+    """So that the plain servers of `make test` and the secure ones can run at once."""
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not (key.startswith("CONDUCTOR_") and key.endswith("PORT"))
+    }
+    environment.update(CONDUCTOR_RUN_DIR=str(tmp_path / "run"), CONDUCTOR_SECURE="1")
+
+    def settings(**ports: str) -> dict[str, str]:
+        answer = subprocess.run(
+            [sys.executable, str(LAUNCHER), "env", "--json"],
+            capture_output=True,
+            text=True,
+            env={**environment, **ports},
+            timeout=60,
+        )
+        return json.loads(answer.stdout)
+
+    default = settings()
+    assert default["CONDUCTOR_KAFKA_BOOTSTRAP"] == "127.0.0.1:29092"
+    assert default["CONDUCTOR_ELASTICSEARCH_URL"] == "https://127.0.0.1:29200"
+    assert default["CONDUCTOR_CASSANDRA_PORT"] == "29042"
+    assert settings(CONDUCTOR_KAFKA_PORT="39092")["CONDUCTOR_KAFKA_BOOTSTRAP"] == "127.0.0.1:39092"
