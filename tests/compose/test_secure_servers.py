@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 import ssl
 import stat
@@ -36,10 +37,27 @@ ENV_NAMES = [
 ]
 
 
+# Never the default ports of compose/local's servers, plain or secure (10000 above): they may start
+# meanwhile.
+_PLAIN_PORTS = {19092, 19093, 19200, 19300, 19042, 17000, 17199, 18081, 19201, 19301}
+_chosen: set[int] = _PLAIN_PORTS | {port + 10000 for port in _PLAIN_PORTS}
+
+
 def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A free port below Linux's ephemeral range (32768 up): a port the kernel hands out for
+    outgoing connections may be taken by a client (a benchmark's, another test's) between this
+    choice and the server's start, which then fails. Never the same port twice in a session."""
+    while True:
+        port = random.randrange(20000, 32000)
+        if port in _chosen:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _chosen.add(port)
+        return port
 
 
 class Launcher:
