@@ -272,6 +272,8 @@ def _write_pkcs12(target: Path, common_name: str, password: str) -> Path:
 
 def client_context(with_ca: bool = True) -> ssl.SSLContext:
     """A client's TLS context that trusts the CA of the run dir (the system's CAs when not)."""
+    if with_ca and not ca_file().exists():
+        raise probes.ProbeFailed(f"no CA at {ca_file()}: no secure server was started here")
     return ssl.create_default_context(cafile=str(ca_file()) if with_ca else None)
 
 

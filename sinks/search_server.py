@@ -12,10 +12,11 @@ be reached raises (SinkUnavailable).
 from __future__ import annotations
 
 import logging
+import ssl
 from dataclasses import dataclass
 from typing import Any
 
-from elastic_transport import NodeConfig, Serializer, Transport, TransportError
+from elastic_transport import NodeConfig, Serializer, TlsError, Transport, TransportError
 from elastic_transport.client_utils import basic_auth_to_header, url_to_node_config
 
 from conductor.config import ElasticsearchSettings
@@ -73,7 +74,17 @@ class SearchServer:
     def __init__(self, settings: ElasticsearchSettings, serializer: Serializer | None = None) -> None:
         self.settings = settings
         headers = {"user-agent": USER_AGENT}
-        kwargs = settings.client_kwargs()
+        try:
+            kwargs = settings.client_kwargs()
+        except (OSError, ssl.SSLError) as error:
+            tls = settings.tls
+            files = ", ".join(
+                f"{what} {path}" for what, path in (("CA", tls.cafile), ("certificate", tls.certfile)) if path
+            )
+            raise ConfigError(
+                [f"Elasticsearch at {settings.where}: its TLS files ({files}) cannot be used: {error}"],
+                "elasticsearch settings",
+            ) from None
         if "basic_auth" in kwargs:
             headers["authorization"] = basic_auth_to_header(kwargs["basic_auth"])
         elif "api_key" in kwargs:
@@ -106,6 +117,12 @@ class SearchServer:
             meta, answer = self.transport.perform_request(
                 method, path, body=body, headers=headers, request_timeout=timeout_s
             )
+        except TlsError as err:
+            raise TlsRefused(
+                f"{self.name_of_server()} at {self.where}: the TLS handshake failed: {err.message}. Check "
+                f"the CA it is checked against (ssl.truststore.location or ssl.cafile), and the host name "
+                f"in its certificate (ssl.endpoint.identification.algorithm)"
+            ) from None
         except TransportError as err:
             raise SinkUnavailable(
                 f"{self.name_of_server()} at {self.where} does not answer: {type(err).__name__}: {err.message} "
@@ -123,7 +140,10 @@ class SearchServer:
         endpoint says (`version.distribution` is "opensearch" on OpenSearch, absent on
         Elasticsearch); where it is missing (Elasticsearch's integ-test build) or forbidden,
         the local node's version and Elasticsearch's X-Elastic-Product header say it."""
-        answer = self.request("GET", "/")
+        try:
+            answer = self.request("GET", "/")
+        except TlsRefused as refused:  # a setting to mend, not an outage to wait out
+            raise ConfigError([refused.reason], "elasticsearch settings") from None
         if answer.status == 401:
             raise ConfigError(
                 [
@@ -181,3 +201,7 @@ def node_config(url: str, headers: dict[str, str], context: Any) -> NodeConfig:
     if context is not None:
         options["ssl_context"] = context
     return node.replace(**options)
+
+
+class TlsRefused(SinkUnavailable):
+    """The TLS handshake failed: an untrusted certificate, or one for another host name."""

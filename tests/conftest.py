@@ -46,8 +46,14 @@ def _docker_engine_answers() -> bool:
         return False
 
 
-def _launcher(*arguments: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(LAUNCHER), *arguments], capture_output=True, text=True)
+def _launcher(*arguments: str, secure: bool = False) -> subprocess.CompletedProcess:
+    """compose/local; the plain servers unless `secure` (CONDUCTOR_SECURE=1), whatever the shell says."""
+    environment = {key: value for key, value in os.environ.items() if key != "CONDUCTOR_SECURE"}
+    if secure:
+        environment["CONDUCTOR_SECURE"] = "1"
+    return subprocess.run(
+        [sys.executable, str(LAUNCHER), *arguments], capture_output=True, text=True, env=environment
+    )
 
 
 def _settings() -> Servers:
@@ -157,6 +163,24 @@ def schema_registry() -> str:
     yield registry.URL
     if started:
         _launcher("down", "schema-registry")
+
+
+@pytest.fixture(scope="session")
+def secure() -> dict[str, str]:
+    """The servers with security on (CONDUCTOR_SECURE=1 compose/local up: TLS with their own CA,
+    users with random passwords), as `compose/local env` names them: started for this session
+    if they do not answer, and stopped after it. Read after the start: each start makes new
+    passwords."""
+    started = _launcher("status", secure=True).returncode != 0
+    if started:
+        up = _launcher("up", secure=True)
+        if up.returncode != 0:
+            pytest.fail(
+                f"CONDUCTOR_SECURE=1 compose/local up failed:\n{up.stdout}\n{up.stderr}", pytrace=False
+            )
+    yield json.loads(_launcher("env", "--json", secure=True).stdout)
+    if started and not os.environ.get("CONDUCTOR_KEEP_SERVERS"):
+        _launcher("down", secure=True)
 
 
 @pytest.fixture(scope="session")
