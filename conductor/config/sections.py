@@ -563,8 +563,8 @@ def _rest_auth(r: Reader, s: Section) -> None:
     if path:
         try:
             found, problems = parse_properties(Path(path).read_text(), path)
-        except OSError as error:
-            r.problems.append(f"{key}: cannot read {path}: {error.strerror or error}")
+        except (OSError, ValueError) as error:  # ValueError: a path with a NUL in it
+            r.problems.append(f"{key}: cannot read {path!r}: {getattr(error, 'strerror', None) or error}")
         else:
             r.problems.extend(f"{key}: {problem}" for problem in problems)
             if not found:
