@@ -1,0 +1,203 @@
+"""`conductor start` on the servers with security on (CONDUCTOR_SECURE=1 compose/local up): Kafka
+over SASL_SSL with SCRAM, Elasticsearch over https with a user, Cassandra with a password over
+TLS; every secret read from a ${file:...} reference, and none of them found afterwards in the
+log, the state files, the REST API or the metrics."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import requests
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.structs import TopicPartition
+from support.pipeline import unique, wait_for
+
+pytestmark = pytest.mark.servers
+
+RECORDS = 500
+
+
+def kafka_kwargs(secure: dict[str, str]) -> dict[str, Any]:
+    return {
+        "bootstrap_servers": secure["CONDUCTOR_KAFKA_BOOTSTRAP"],
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": secure["CONDUCTOR_KAFKA_USERNAME"],
+        "sasl_plain_password": secure["CONDUCTOR_KAFKA_PASSWORD"],
+        "ssl_cafile": secure["CONDUCTOR_CA_FILE"],
+    }
+
+
+def topic_with_readings(secure: dict[str, str]) -> str:
+    topic = unique("secure-readings")
+    admin = KafkaAdminClient(**kafka_kwargs(secure))
+    try:
+        admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
+    finally:
+        admin.close()
+    producer = KafkaProducer(**kafka_kwargs(secure), acks="all")
+    for n in range(RECORDS):
+        value = {
+            "reading_id": n,
+            "sensor_id": f"sensor-{n % 20:02d}",
+            "celsius": 20.5,
+            "timestamp": 1_767_000_000_000,
+        }
+        producer.send(topic, key=b"sensor-%d" % (n % 20), value=orjson.dumps(value))
+    producer.flush()
+    producer.close()
+    return topic
+
+
+def committed(secure: dict[str, str], group: str, topic: str) -> int:
+    consumer = KafkaConsumer(**kafka_kwargs(secure), group_id=group, enable_auto_commit=False)
+    try:
+        return sum(consumer.committed(TopicPartition(topic, p)) or 0 for p in (0, 1))
+    finally:
+        consumer.close()
+
+
+def connector_config(
+    tmp_path: Path, secure: dict[str, str], name: str, topic: str, store: dict[str, str]
+) -> Path:
+    """The Kafka side as Kafka Connect users write it, the passwords from a secrets file."""
+    secrets = tmp_path / "secrets.properties"
+    secrets.write_text(
+        "".join(
+            f"{key}={secure[f'CONDUCTOR_{key.upper()}_PASSWORD']}\n"
+            for key in ("kafka", "elasticsearch", "cassandra")
+        )
+    )
+    lines = {
+        "name": name,
+        "tasks.max": "2",
+        "topics": topic,
+        "bootstrap.servers": secure["CONDUCTOR_KAFKA_BOOTSTRAP"],
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.jaas.config": "org.apache.kafka.common.security.scram.ScramLoginModule required "
+        f'username="{secure["CONDUCTOR_KAFKA_USERNAME"]}" password="${{file:{secrets}:kafka}}";',
+        # Kafka's trust store; the bare ssl.* keys are Stream-Reactor's (Elasticsearch's) here.
+        "consumer.ssl.truststore.location": secure["CONDUCTOR_CA_FILE"],
+        "consumer.ssl.truststore.type": "PEM",
+        "ssl.truststore.location": secure["CONDUCTOR_CA_FILE"],
+        "ssl.truststore.type": "PEM",
+        "conductor.linger.ms": "200",
+        "listeners": "http://127.0.0.1:0",
+        **{key: value.replace("SECRETS", str(secrets)) for key, value in store.items()},
+    }
+    path = tmp_path / f"{name}.properties"
+    path.write_text("".join(f"{key}={value}\n" for key, value in lines.items()))
+    return path
+
+
+def assert_no_secret_anywhere(secure: dict[str, str], conductor, name: str) -> None:
+    secrets = [secure[key] for key in secure if key.endswith("_PASSWORD")]
+    url = conductor.url()
+    seen = {
+        "log": conductor.full_log(),
+        "state": requests.get(f"{url}/conductor/state", timeout=10).text,
+        "config": requests.get(f"{url}/connectors/{name}/config", timeout=10).text,
+        "status": requests.get(f"{url}/connectors/{name}/status", timeout=10).text,
+        "metrics": requests.get(f"{url}/metrics", timeout=10).text,
+    }
+    for path in conductor.state_dir.rglob("*"):
+        if path.is_file():
+            seen[str(path)] = path.read_bytes().decode(errors="replace")
+    for where, text in seen.items():
+        for secret in secrets:
+            assert secret not in text, f"a password is in {where}"
+
+
+def test_the_elasticsearch_sink_over_sasl_ssl_and_https(secure, tmp_path: Path, conductors) -> None:
+    topic = topic_with_readings(secure)
+    name = unique("secure-es")
+    host, port = secure["CONDUCTOR_ELASTICSEARCH_URL"].removeprefix("https://").split(":")
+    config = connector_config(
+        tmp_path,
+        secure,
+        name,
+        topic,
+        {
+            "connector.class": "io.lenses.streamreactor.connect.elastic8.ElasticSinkConnector",
+            "connect.elastic.protocol": "https",
+            "connect.elastic.hosts": host,
+            "connect.elastic.port": port,
+            "connect.elastic.use.http.username": secure["CONDUCTOR_ELASTICSEARCH_USERNAME"],
+            "connect.elastic.use.http.password": "${file:SECRETS:elasticsearch}",
+            "connect.elastic.kcql": f"INSERT INTO {name} SELECT * FROM {topic} PK reading_id",
+        },
+    )
+    conductor = conductors(config, workers=2)
+    auth = (secure["CONDUCTOR_ELASTICSEARCH_USERNAME"], secure["CONDUCTOR_ELASTICSEARCH_PASSWORD"])
+
+    def count() -> int:
+        base, ca = secure["CONDUCTOR_ELASTICSEARCH_URL"], secure["CONDUCTOR_CA_FILE"]
+        requests.post(f"{base}/{name}/_refresh", auth=auth, verify=ca, timeout=10)
+        answer = requests.get(f"{base}/{name}/_count", auth=auth, verify=ca, timeout=10)
+        return answer.json().get("count", 0) if answer.ok else 0
+
+    wait_for(lambda: count() == RECORDS, 90, f"{RECORDS} documents over https")
+    wait_for(
+        lambda: committed(secure, f"connect-{name}", topic) == RECORDS, 30, "offsets committed over SASL_SSL"
+    )
+    assert_no_secret_anywhere(secure, conductor, name)
+    assert conductor.stop() == 0
+
+
+def test_the_cassandra_sink_over_sasl_ssl_and_tls(secure, tmp_path: Path, conductors) -> None:
+    from cassandra.auth import PlainTextAuthProvider
+    from cassandra.cluster import Cluster
+
+    context = ssl.create_default_context(cafile=secure["CONDUCTOR_CA_FILE"])
+    cluster = Cluster(
+        secure["CONDUCTOR_CASSANDRA_HOSTS"].split(","),
+        port=int(secure["CONDUCTOR_CASSANDRA_PORT"]),
+        auth_provider=PlainTextAuthProvider(
+            secure["CONDUCTOR_CASSANDRA_USERNAME"], secure["CONDUCTOR_CASSANDRA_PASSWORD"]
+        ),
+        ssl_context=context,
+    )
+    session = cluster.connect()
+    keyspace = unique("secure_ks").replace("-", "_")
+    session.execute(
+        f"CREATE KEYSPACE {keyspace} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}"
+    )
+    session.execute(
+        f"CREATE TABLE {keyspace}.readings (reading_id int PRIMARY KEY, sensor_id text, celsius double)"
+    )
+    try:
+        topic = topic_with_readings(secure)
+        name = unique("secure-cassandra")
+        config = connector_config(
+            tmp_path,
+            secure,
+            name,
+            topic,
+            {
+                "connector.class": "io.lenses.streamreactor.connect.cassandra.sink.CassandraSinkConnector",
+                "connect.cassandra.contact.points": secure["CONDUCTOR_CASSANDRA_HOSTS"],
+                "connect.cassandra.port": secure["CONDUCTOR_CASSANDRA_PORT"],
+                "connect.cassandra.key.space": keyspace,
+                "connect.cassandra.username": secure["CONDUCTOR_CASSANDRA_USERNAME"],
+                "connect.cassandra.password": "${file:SECRETS:cassandra}",
+                "connect.cassandra.ssl.enabled": "true",
+                "connect.cassandra.trust.store.path": secure["CONDUCTOR_CA_FILE"],
+                "connect.cassandra.trust.store.type": "PEM",
+                "connect.cassandra.kcql": f"INSERT INTO readings SELECT reading_id, sensor_id, celsius FROM {topic}",
+            },
+        )
+        conductor = conductors(config, workers=2)
+        rows = lambda: session.execute(f"SELECT COUNT(*) FROM {keyspace}.readings").one()[0]
+        wait_for(lambda: rows() == RECORDS, 90, f"{RECORDS} rows over TLS")
+        wait_for(lambda: committed(secure, f"connect-{name}", topic) == RECORDS, 30, "offsets committed")
+        assert_no_secret_anywhere(secure, conductor, name)
+        assert conductor.stop() == 0
+    finally:
+        session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
+        cluster.shutdown()
