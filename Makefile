@@ -23,6 +23,7 @@ up:
 
 down:
 	compose/local down
+	CONDUCTOR_SECURE=1 compose/local down
 
 status:
 	compose/local status

@@ -102,10 +102,8 @@ def launcher(tmp_path_factory: pytest.TempPathFactory):
         assert started.returncode == 0, started.stdout + started.stderr
         yield launch
     finally:
-        # A plain `down` stops the secure servers too (their folders are of the same family).
-        stopped = launch("down", secure=False)
-        if stopped.returncode != 0:
-            launch("down")
+        # `CONDUCTOR_SECURE=1 down` stops the secure servers (a plain `down` only the plain ones).
+        launch("down")
     leftover = subprocess.run(["pgrep", "-f", str(launch.run_dir)], capture_output=True, text=True)
     assert leftover.stdout == "", "processes of the secure run folder still run after down"
 
