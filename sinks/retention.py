@@ -68,32 +68,27 @@ class RetentionRun:
     failed: dict[str, str] = field(default_factory=dict)  # index -> why its close or delete failed
     notes: list[str] = field(default_factory=list)  # routes retention cannot apply to
 
+    def count(self, action: str) -> int:
+        return sum(1 for verdict in self.verdicts if verdict.action == action)
+
     def lines(self) -> list[str]:
         """What `conductor retention` prints: every index looked at, what was done and why."""
-        done = {
-            CLOSE: "would close" if self.dry_run else "closed",
-            DELETE: "would delete" if self.dry_run else "deleted",
-        }
+        done = {CLOSE: "closed", DELETE: "deleted", LEAVE: "left"}
+        if self.dry_run:
+            done.update({CLOSE: "would close", DELETE: "would delete"})
         width = max((len(verdict.index) for verdict in self.verdicts), default=0)
         lines = []
         for verdict in self.verdicts:
-            what = "left" if verdict.action == LEAVE else done[verdict.action]
+            what, reason = done[verdict.action], verdict.reason
             if verdict.index in self.failed:
                 what, reason = "FAILED", self.failed[verdict.index]
-            else:
-                reason = verdict.reason
             lines.append(f"  {what:<12} {verdict.index:<{width}}  {reason}")
         lines += [f"  {note}" for note in self.notes]
-        counted = {
-            action: sum(1 for v in self.verdicts if v.action == action) for action in (CLOSE, DELETE, LEAVE)
-        }
-        verb = "to close" if self.dry_run else "closed"
-        lines.append(
-            f"{counted[CLOSE]} {verb}, {counted[DELETE]} {'to delete' if self.dry_run else 'deleted'}, "
-            f"{counted[LEAVE]} left"
-            + (f", {len(self.failed)} failed" if self.failed else "")
-            + (" (dry run: nothing changed)" if self.dry_run else "")
-        )
+        closed, deleted = ("to close", "to delete") if self.dry_run else ("closed", "deleted")
+        total = f"{self.count(CLOSE)} {closed}, {self.count(DELETE)} {deleted}, {self.count(LEAVE)} left"
+        if self.failed:
+            total += f", {len(self.failed)} failed"
+        lines.append(total + (" (dry run: nothing changed)" if self.dry_run else ""))
         return lines
 
     def summary(self) -> dict[str, object]:
@@ -102,7 +97,7 @@ class RetentionRun:
             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.at_ms / 1000)),
             "closed": self.done[CLOSE],
             "deleted": self.done[DELETE],
-            "left": sum(1 for verdict in self.verdicts if verdict.action == LEAVE),
+            "left": self.count(LEAVE),
             "failed": self.failed,
         }
 
