@@ -5,32 +5,19 @@ log, the state files, the REST API or the metrics."""
 
 from __future__ import annotations
 
-import ssl
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
 import requests
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
-from kafka.structs import TopicPartition
 from support.pipeline import unique, wait_for
+from support.secure import assert_no_secret_anywhere, cassandra_session, committed, kafka_kwargs
 
 pytestmark = pytest.mark.servers
 
 RECORDS = 500
-
-
-def kafka_kwargs(secure: dict[str, str]) -> dict[str, Any]:
-    return {
-        "bootstrap_servers": secure["CONDUCTOR_KAFKA_BOOTSTRAP"],
-        "security_protocol": "SASL_SSL",
-        "sasl_mechanism": "SCRAM-SHA-512",
-        "sasl_plain_username": secure["CONDUCTOR_KAFKA_USERNAME"],
-        "sasl_plain_password": secure["CONDUCTOR_KAFKA_PASSWORD"],
-        "ssl_cafile": secure["CONDUCTOR_CA_FILE"],
-    }
 
 
 def topic_with_readings(secure: dict[str, str]) -> str:
@@ -52,14 +39,6 @@ def topic_with_readings(secure: dict[str, str]) -> str:
     producer.flush()
     producer.close()
     return topic
-
-
-def committed(secure: dict[str, str], group: str, topic: str) -> int:
-    consumer = KafkaConsumer(**kafka_kwargs(secure), group_id=group, enable_auto_commit=False)
-    try:
-        return sum(consumer.committed(TopicPartition(topic, p)) or 0 for p in (0, 1))
-    finally:
-        consumer.close()
 
 
 def connector_config(
@@ -94,24 +73,6 @@ def connector_config(
     path = tmp_path / f"{name}.properties"
     path.write_text("".join(f"{key}={value}\n" for key, value in lines.items()))
     return path
-
-
-def assert_no_secret_anywhere(secure: dict[str, str], conductor, name: str) -> None:
-    secrets = [secure[key] for key in secure if key.endswith("_PASSWORD")]
-    url = conductor.url()
-    seen = {
-        "log": conductor.full_log(),
-        "state": requests.get(f"{url}/conductor/state", timeout=10).text,
-        "config": requests.get(f"{url}/connectors/{name}/config", timeout=10).text,
-        "status": requests.get(f"{url}/connectors/{name}/status", timeout=10).text,
-        "metrics": requests.get(f"{url}/metrics", timeout=10).text,
-    }
-    for path in conductor.state_dir.rglob("*"):
-        if path.is_file():
-            seen[str(path)] = path.read_bytes().decode(errors="replace")
-    for where, text in seen.items():
-        for secret in secrets:
-            assert secret not in text, f"a password is in {where}"
 
 
 def test_the_elasticsearch_sink_over_sasl_ssl_and_https(secure, tmp_path: Path, conductors) -> None:
@@ -151,53 +112,40 @@ def test_the_elasticsearch_sink_over_sasl_ssl_and_https(secure, tmp_path: Path, 
 
 
 def test_the_cassandra_sink_over_sasl_ssl_and_tls(secure, tmp_path: Path, conductors) -> None:
-    from cassandra.auth import PlainTextAuthProvider
-    from cassandra.cluster import Cluster
-
-    context = ssl.create_default_context(cafile=secure["CONDUCTOR_CA_FILE"])
-    cluster = Cluster(
-        secure["CONDUCTOR_CASSANDRA_HOSTS"].split(","),
-        port=int(secure["CONDUCTOR_CASSANDRA_PORT"]),
-        auth_provider=PlainTextAuthProvider(
-            secure["CONDUCTOR_CASSANDRA_USERNAME"], secure["CONDUCTOR_CASSANDRA_PASSWORD"]
-        ),
-        ssl_context=context,
-    )
-    session = cluster.connect()
-    keyspace = unique("secure_ks").replace("-", "_")
-    session.execute(
-        f"CREATE KEYSPACE {keyspace} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}"
-    )
-    session.execute(
-        f"CREATE TABLE {keyspace}.readings (reading_id int PRIMARY KEY, sensor_id text, celsius double)"
-    )
-    try:
-        topic = topic_with_readings(secure)
-        name = unique("secure-cassandra")
-        config = connector_config(
-            tmp_path,
-            secure,
-            name,
-            topic,
-            {
-                "connector.class": "io.lenses.streamreactor.connect.cassandra.sink.CassandraSinkConnector",
-                "connect.cassandra.contact.points": secure["CONDUCTOR_CASSANDRA_HOSTS"],
-                "connect.cassandra.port": secure["CONDUCTOR_CASSANDRA_PORT"],
-                "connect.cassandra.key.space": keyspace,
-                "connect.cassandra.username": secure["CONDUCTOR_CASSANDRA_USERNAME"],
-                "connect.cassandra.password": "${file:SECRETS:cassandra}",
-                "connect.cassandra.ssl.enabled": "true",
-                "connect.cassandra.trust.store.path": secure["CONDUCTOR_CA_FILE"],
-                "connect.cassandra.trust.store.type": "PEM",
-                "connect.cassandra.kcql": f"INSERT INTO readings SELECT reading_id, sensor_id, celsius FROM {topic}",
-            },
+    with cassandra_session(secure) as session:
+        keyspace = unique("secure_ks").replace("-", "_")
+        session.execute(
+            f"CREATE KEYSPACE {keyspace} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}"
         )
-        conductor = conductors(config, workers=2)
-        rows = lambda: session.execute(f"SELECT COUNT(*) FROM {keyspace}.readings").one()[0]
-        wait_for(lambda: rows() == RECORDS, 90, f"{RECORDS} rows over TLS")
-        wait_for(lambda: committed(secure, f"connect-{name}", topic) == RECORDS, 30, "offsets committed")
-        assert_no_secret_anywhere(secure, conductor, name)
-        assert conductor.stop() == 0
-    finally:
-        session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
-        cluster.shutdown()
+        session.execute(
+            f"CREATE TABLE {keyspace}.readings (reading_id int PRIMARY KEY, sensor_id text, celsius double)"
+        )
+        try:
+            topic = topic_with_readings(secure)
+            name = unique("secure-cassandra")
+            config = connector_config(
+                tmp_path,
+                secure,
+                name,
+                topic,
+                {
+                    "connector.class": "io.lenses.streamreactor.connect.cassandra.sink.CassandraSinkConnector",
+                    "connect.cassandra.contact.points": secure["CONDUCTOR_CASSANDRA_HOSTS"],
+                    "connect.cassandra.port": secure["CONDUCTOR_CASSANDRA_PORT"],
+                    "connect.cassandra.key.space": keyspace,
+                    "connect.cassandra.username": secure["CONDUCTOR_CASSANDRA_USERNAME"],
+                    "connect.cassandra.password": "${file:SECRETS:cassandra}",
+                    "connect.cassandra.ssl.enabled": "true",
+                    "connect.cassandra.trust.store.path": secure["CONDUCTOR_CA_FILE"],
+                    "connect.cassandra.trust.store.type": "PEM",
+                    "connect.cassandra.kcql": f"INSERT INTO readings SELECT reading_id, sensor_id, celsius FROM {topic}",
+                },
+            )
+            conductor = conductors(config, workers=2)
+            rows = lambda: session.execute(f"SELECT COUNT(*) FROM {keyspace}.readings").one()[0]
+            wait_for(lambda: rows() == RECORDS, 90, f"{RECORDS} rows over TLS")
+            wait_for(lambda: committed(secure, f"connect-{name}", topic) == RECORDS, 30, "offsets committed")
+            assert_no_secret_anywhere(secure, conductor, name)
+            assert conductor.stop() == 0
+        finally:
+            session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
