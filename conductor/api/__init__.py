@@ -20,6 +20,7 @@ from conductor.api.page import StatusPage
 from conductor.api.view import read_view
 from conductor.commands import Command, send
 from conductor.config import ConnectorConfig, RestSettings
+from conductor.config.keystores import load_key_entry
 from conductor.errors import ConfigError
 
 
@@ -75,13 +76,16 @@ class ApiServer:
 
 def tls_context(rest: RestSettings) -> ssl.SSLContext | None:
     """The server's TLS context for an https listener; a keystore that cannot be loaded is a
-    ConfigError that names the key and why."""
+    ConfigError that names the key and why (a PKCS12 or JKS keystore was read at config load)."""
     if rest.certfile is None:
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     password = rest.key_password.reveal() if rest.key_password is not None else None
     try:
-        context.load_cert_chain(rest.certfile, password=password)
+        if rest.key_entry is not None:
+            load_key_entry(context, rest.key_entry)
+        else:
+            context.load_cert_chain(rest.certfile, password=password)
     except FileNotFoundError:
         why = "no such file"
     except ssl.SSLError as error:

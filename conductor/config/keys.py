@@ -5,8 +5,8 @@ Each key is one of three things:
 - NO_EFFECT: accepted, because Kafka Connect and Stream-Reactor configs must run unchanged,
   and reported once at start with the reason;
 - REFUSED: a config error, because going on would write other data than the user asked for.
-Some keys are refused only for some values (a Java keystore, a converter conductor cannot
-read); sections.py says so where it reads them.
+Some keys are refused only for some values (a store that cannot be read, a converter conductor
+cannot read); sections.py says so where it reads them.
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ KAFKA_KEYS = (
 # settings come with the consumer.override. prefix).
 ELASTIC_TLS_KEYS = (
     "ssl.cafile", "ssl.certfile", "ssl.keyfile", "ssl.key.password", "ssl.truststore.location",
-    "ssl.truststore.type", "ssl.keystore.location", "ssl.keystore.type", "ssl.keystore.password",
-    "ssl.endpoint.identification.algorithm",
+    "ssl.truststore.type", "ssl.truststore.password", "ssl.keystore.location", "ssl.keystore.type",
+    "ssl.keystore.password", "ssl.endpoint.identification.algorithm",
 )  # fmt: skip
 ELASTIC_KEYS = tuple(
     ES + suffix
@@ -66,7 +66,8 @@ CASSANDRA_KEYS = tuple(
         "contact.points", "port", "key.space", "username", "password", "consistency.level",
         "load.balancing.policy", "kcql", "error.policy", "max.retries", "retry.interval", "threadpool.size",
         "batch.size", "ssl.enabled", "ssl.client.cert.auth", "ssl.cafile", "ssl.certfile", "ssl.keyfile",
-        "trust.store.path", "trust.store.type", "key.store.path", "key.store.type", "key.store.password",
+        "trust.store.path", "trust.store.type", "trust.store.password", "key.store.path", "key.store.type",
+        "key.store.password",
         "delete.enabled", "delete.statement", "delete.struct_flds", "default.value", "connect.timeout.ms",
         "read.timeout.ms",
     )
@@ -83,7 +84,6 @@ CONDUCTOR_KEYS = tuple(
 )  # fmt: skip
 
 _JAVA_TLS = "it tunes Java's TLS; Python's ssl module negotiates with its own defaults"
-_PEM_TRUSTSTORE = "a PEM truststore has no password (a Java keystore is refused)"
 _NO_RETRIABLE_CONVERSION = (
     "Kafka Connect retries converters and transforms with it; conductor's JSON decoding and transforms "
     "never fail in a way that a retry could mend"
@@ -109,8 +109,6 @@ NO_EFFECT: dict[str, str] = {
     "ssl.cipher.suites": _JAVA_TLS,
     "ssl.keymanager.algorithm": _JAVA_TLS,
     "ssl.trustmanager.algorithm": _JAVA_TLS,
-    "ssl.truststore.password": _PEM_TRUSTSTORE,
-    CASSANDRA + "trust.store.password": _PEM_TRUSTSTORE,
 }
 
 REFUSED: dict[str, str] = {}
@@ -207,8 +205,8 @@ COMPRESSION_TYPES = ("none", "gzip", "snappy", "lz4", "zstd")
 # The consumer's TLS and SASL, after the consumer. prefixes (the bare SASL keys are read too).
 CONSUMER_SECURITY = KAFKA_KEYS + (
     "ssl.cafile", "ssl.certfile", "ssl.keyfile", "ssl.key.password", "ssl.truststore.location",
-    "ssl.truststore.type", "ssl.keystore.location", "ssl.keystore.type", "ssl.keystore.password",
-    "ssl.endpoint.identification.algorithm",
+    "ssl.truststore.type", "ssl.truststore.password", "ssl.keystore.location", "ssl.keystore.type",
+    "ssl.keystore.password", "ssl.endpoint.identification.algorithm",
 )  # fmt: skip
 # Client settings conductor decides itself, and why: reported, not used.
 MANAGED_SETTINGS = {

@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from conductor.config import keys as k
+from conductor.config import keystores
+from conductor.config.keystores import PrivateKeyEntry, StoreError
 from conductor.config.readers import parse_properties
 from conductor.config.secrets import Secret, reveal
 from conductor.config.security import Credentials, TlsSettings
@@ -62,14 +64,21 @@ class TlsKeys:
     key_password: Keys
     truststore: Keys
     truststore_type: Keys
+    truststore_password: Keys
     keystore: Keys
     keystore_type: Keys
+    keystore_password: Keys
     hostname: Keys | None  # Kafka's ssl.endpoint.identification.algorithm: "https" checks
 
     def all(self) -> tuple[str, ...]:
         named = (self.cafile, self.certfile, self.keyfile, self.key_password, self.truststore)
-        named += (self.truststore_type, self.keystore, self.keystore_type, self.hostname or ())
-        return tuple(key for keys in named for key in ((keys,) if isinstance(keys, str) else keys))
+        named += (self.truststore_type, self.truststore_password, self.keystore, self.keystore_type)
+        named += (self.keystore_password, self.hostname or ())
+        return tuple(dict.fromkeys(key for keys in named for key in _names(keys)))
+
+
+def _names(keys: Keys) -> tuple[str, ...]:
+    return (keys,) if isinstance(keys, str) else keys
 
 
 def _prefixed(prefixes: tuple[str, ...], name: str) -> tuple[str, ...]:
@@ -87,8 +96,10 @@ def _kafka_tls_keys(prefixes: tuple[str, ...]) -> TlsKeys:
         key_password=key("ssl.key.password") + key("ssl.keystore.password"),
         truststore=key("ssl.truststore.location"),
         truststore_type=key("ssl.truststore.type"),
+        truststore_password=key("ssl.truststore.password"),
         keystore=key("ssl.keystore.location"),
         keystore_type=key("ssl.keystore.type"),
+        keystore_password=key("ssl.keystore.password"),
         hostname=key("ssl.endpoint.identification.algorithm"),
     )
 
@@ -102,8 +113,10 @@ CASSANDRA_TLS = TlsKeys(
     key_password=k.CASSANDRA + "key.store.password",
     truststore=k.CASSANDRA + "trust.store.path",
     truststore_type=k.CASSANDRA + "trust.store.type",
+    truststore_password=k.CASSANDRA + "trust.store.password",
     keystore=k.CASSANDRA + "key.store.path",
     keystore_type=k.CASSANDRA + "key.store.type",
+    keystore_password=k.CASSANDRA + "key.store.password",
     hostname=None,
 )
 
@@ -111,50 +124,146 @@ CASSANDRA_TLS = TlsKeys(
 def tls_settings(
     r: Reader, keys: TlsKeys, enabled: bool, why_off: str, client_cert: bool = True
 ) -> TlsSettings:
-    """TLS from PEM files, or from a Java-style store location that is PEM. With TLS off (or no
-    client certificate wanted), the keys given are reported as having no effect."""
+    """TLS from PEM files, or from trust and key stores (JKS, PKCS12 or PEM). JKS and PKCS12
+    stores are read now, so that a wrong password or a damaged store stops the config at load.
+    With TLS off (or no client certificate wanted), the keys given are reported as having no
+    effect."""
     if not enabled:
         for key in keys.all():
             if r.given(key) and key not in k.NO_EFFECT:
                 r.no_effect(key, why_off)
         return TlsSettings()
-    cafile = pem_file(r, keys.cafile, keys.truststore, keys.truststore_type, _first(keys.cafile))
-    certfile = keyfile = password = None
+    cafile, cadata = _truststore(r, keys)
+    certfile = keyfile = password = key_entry = None
     if client_cert:
-        wanted = f"{_first(keys.certfile)} and {_first(keys.keyfile)}"
-        certfile = pem_file(r, keys.certfile, keys.keystore, keys.keystore_type, wanted)
+        certfile, key_entry = _keystore(r, keys)
         keyfile = r.string(keys.keyfile)
-        password = r.secret(keys.key_password)
+        password = r.secret(keys.key_password) if key_entry is None else None
     else:
-        for key in (keys.certfile, keys.keyfile, keys.keystore, keys.keystore_type, keys.key_password):
-            for name in (key,) if isinstance(key, str) else key:
-                if r.given(name):
-                    r.no_effect(name, "no client certificate is presented (ssl.client.cert.auth is false)")
+        unused = (keys.certfile, keys.keyfile, keys.keystore, keys.keystore_type, keys.key_password)
+        unused += (keys.keystore_password,)
+        for name in dict.fromkeys(name for group in unused for name in _names(group)):
+            if r.given(name):
+                r.no_effect(name, "no client certificate is presented (ssl.client.cert.auth is false)")
     check = verify_hostname(r, keys.hostname) if keys.hostname else True
-    return TlsSettings(True, cafile, certfile, keyfile, password, check)
+    return TlsSettings(True, cafile, certfile, keyfile, password, check, cadata=cadata, key_entry=key_entry)
 
 
-def _first(keys: Keys) -> str:
-    return keys if isinstance(keys, str) else keys[-1]
+@dataclass(frozen=True)
+class _Store:
+    """A trust or key store that was given: a PEM one is a path for the ssl module, a JKS or
+    PKCS12 one is read."""
+
+    key: str  # the location key given
+    location: str
+    kind: str  # JKS, PKCS12 or PEM
+    data: bytes = b""
 
 
-def pem_file(r: Reader, pem_key: Keys, store_key: Keys, type_key: Keys, wanted: str) -> str | None:
-    """The PEM path: ``pem_key`` if set, else a store location that is PEM; a Java keystore
-    without a PEM alternative is a problem (Python's ssl cannot read JKS or PKCS12)."""
-    pem = r.string(pem_key)
-    if pem:
-        return pem
-    found_key, store = r.find(store_key)
-    if store is None:
+def _store(r: Reader, location_keys: Keys, type_keys: Keys) -> _Store | None:
+    """The store at the location given, of the type given, else of the type its content shows
+    (Kafka's default type, JKS, reads PKCS12 too, as Java does). A PEM store, by its type or a
+    *.pem, *.crt, *.cer or *.key name, is left to the ssl module."""
+    key, value = r.find(location_keys)
+    if value is None:
         return None
-    location = reveal(store)
-    store_type = (r.string(type_key) or "").upper()
-    if store_type == "PEM" or (not store_type and PurePath(location).suffix.lower() in PEM_SUFFIXES):
-        return location
-    r.problems.append(
-        f"{found_key}: {location} is a Java keystore, which Python cannot read; provide {wanted} as PEM"
-    )
-    return None
+    location = reveal(value)
+    type_key = r.find(type_keys)[0]
+    declared = r.choice(type_keys, keystores.STORE_TYPES)
+    pem_named = declared is None and PurePath(location).suffix.lower() in PEM_SUFFIXES
+    try:
+        if declared == "PEM" or pem_named:
+            head = _head(location)
+            if head is not None:
+                keystores.store_type(head, "PEM")
+            return _Store(key, location, "PEM")
+        try:
+            data = Path(location).read_bytes()
+        except (OSError, ValueError) as error:  # ValueError: a path with a NUL in it
+            r.problems.append(f"{key}: cannot read {location}: {getattr(error, 'strerror', None) or error}")
+            return None
+        kind = keystores.store_type(data, declared)
+    except StoreError as error:
+        blame = type_key if declared else f"{type_key} is not set"
+        r.problems.append(_store_problem(key, location, error, {"type": blame}))
+        return None
+    return _Store(key, location, kind, b"" if kind == "PEM" else data)
+
+
+def _head(location: str) -> bytes | None:
+    """The start of a file, to tell PEM from a binary store; None when it cannot be read (the
+    ssl module says why, in the worker)."""
+    try:
+        with open(location, "rb") as file:
+            return file.read(65536)
+    except (OSError, ValueError):
+        return None
+
+
+def _truststore(r: Reader, keys: TlsKeys) -> tuple[str | None, str | None]:
+    """(cafile, cadata): a PEM file of the CAs to trust, or the certificates of a JKS or PKCS12
+    truststore as PEM text (its password checks its integrity; without one, it is not checked)."""
+    password_key, password = r.find(keys.truststore_password)
+    pem = r.string(keys.cafile)
+    store = None if pem else _store(r, keys.truststore, keys.truststore_type)
+    if store is not None and store.kind != "PEM":
+        try:
+            return None, keystores.read_truststore(store.data, store.kind, _revealed(password))
+        except StoreError as error:
+            blame = {"store": _named(password_key, password)}
+            r.problems.append(_store_problem(store.key, store.location, error, blame))
+            return None, None
+    if password is not None and (pem or store or r.find(keys.truststore)[1] is None):
+        r.no_effect(
+            password_key, "a PEM truststore has no password" if pem or store else "no truststore is given"
+        )
+    return pem or (store.location if store else None), None
+
+
+def _keystore(r: Reader, keys: TlsKeys) -> tuple[str | None, PrivateKeyEntry | None]:
+    """(certfile, key entry): a PEM certificate (its key in it or in the keyfile), or the one
+    private key entry of a JKS or PKCS12 keystore, opened with the key password (Kafka's
+    ssl.key.password, else the keystore's)."""
+    pem = r.string(keys.certfile)
+    store = None if pem else _store(r, keys.keystore, keys.keystore_type)
+    if store is None or store.kind == "PEM":
+        return pem or (store.location if store else None), None
+    return None, _key_entry(r, store, keys.keystore_password, keys.key_password)
+
+
+def _key_entry(
+    r: Reader, store: _Store, password_keys: Keys, key_password_keys: Keys
+) -> PrivateKeyEntry | None:
+    """The key entry of a JKS or PKCS12 keystore; the key password keys name the key's own
+    password first, then the keystore's (tried for the key when the key's own is not given)."""
+    password_key, password = r.find(password_keys)
+    key_password_key, key_password = r.find(key_password_keys)
+    try:
+        return keystores.read_keystore(store.data, store.kind, _revealed(password), _revealed(key_password))
+    except StoreError as error:
+        own = [name for name in _names(key_password_keys) if name not in _names(password_keys)]
+        key_blame = _named(key_password_key, key_password)
+        if own and key_password is not None and key_password_key not in own:
+            key_blame += f", tried as the key password: the key's own goes in {own[-1]}"
+        elif own and key_password is None:
+            key_blame = f"{own[-1]} is not set"
+        blame = {"store": _named(password_key, password), "key": key_blame}
+        r.problems.append(_store_problem(store.key, store.location, error, blame))
+        return None
+
+
+def _revealed(value: str | Secret | None) -> str | None:
+    return None if value is None else reveal(value)
+
+
+def _named(key: str, value: str | Secret | None) -> str:
+    return key if value is not None else f"{key} is not set"
+
+
+def _store_problem(key: str, location: str, error: StoreError, blame: Mapping[str, str]) -> str:
+    """``location.key: /path: what is wrong (the other key to look at)``."""
+    named = blame.get(error.about or "")
+    return f"{key}: {location}: {error.reason}" + (f" ({named})" if named else "")
 
 
 def verify_hostname(r: Reader, keys: Keys) -> bool:
@@ -367,9 +476,11 @@ def cassandra_settings(r: Reader) -> CassandraSettings | None:
     if not ssl and r.given(c + "ssl.client.cert.auth"):
         r.no_effect(c + "ssl.client.cert.auth", f"{c}ssl.enabled is false")
     tls = tls_settings(r, CASSANDRA_TLS, ssl, f"{c}ssl.enabled is false", client_cert=client_cert)
-    if ssl and client_cert and not tls.certfile and not any("key.store.path" in p for p in r.problems):
+    has_client_cert = tls.certfile or tls.key_entry
+    if ssl and client_cert and not has_client_cert and not any("key.store.path" in p for p in r.problems):
         r.problems.append(
-            f"{c}ssl.client.cert.auth: true needs a client certificate ({c}ssl.certfile and {c}ssl.keyfile)"
+            f"{c}ssl.client.cert.auth: true needs a client certificate ({c}ssl.certfile and {c}ssl.keyfile, "
+            f"or {c}key.store.path)"
         )
     s.put("tls", (), tls)
     delete = s.boolean("delete_enabled", c + "delete.enabled", default=False)
@@ -522,7 +633,8 @@ def rest_settings(r: Reader) -> RestSettings:
 
 
 def _https_settings(r: Reader, s: Section, https: bool) -> None:
-    """listeners.https.ssl.*: a PEM keystore (certificate chain and private key in one file)."""
+    """listeners.https.ssl.*: the server's keystore, PEM (certificate chain and private key in
+    one file), PKCS12 or JKS."""
     keys = [
         k.HTTPS + name for name in ("ssl.keystore.location", "ssl.keystore.type", "ssl.keystore.password")
     ]
@@ -535,18 +647,20 @@ def _https_settings(r: Reader, s: Section, https: bool) -> None:
     location = r.string(k.HTTPS + "ssl.keystore.location")
     if not location:
         r.problems.append(
-            f"listeners: https needs {k.HTTPS}ssl.keystore.location (a PEM file with the certificate chain "
-            f"and the private key)"
+            f"listeners: https needs {k.HTTPS}ssl.keystore.location (a PKCS12 or JKS keystore, or a PEM file "
+            f"with the certificate chain and the private key)"
         )
         return
-    kind = (r.string(k.HTTPS + "ssl.keystore.type") or "PEM").upper()
-    if kind != "PEM":
-        r.problems.append(
-            f"{k.HTTPS}ssl.keystore.type: {kind} is a Java keystore, which Python cannot read; give a PEM file "
-            f"with the certificate chain and the private key"
-        )
     s.put("certfile", k.HTTPS + "ssl.keystore.location", location)
-    s.secret("key_password", (k.HTTPS + "ssl.key.password", k.HTTPS + "ssl.keystore.password"))
+    store = _store(r, k.HTTPS + "ssl.keystore.location", k.HTTPS + "ssl.keystore.type")
+    if store is None or store.kind == "PEM":
+        s.secret("key_password", (k.HTTPS + "ssl.key.password", k.HTTPS + "ssl.keystore.password"))
+    else:
+        passwords = (
+            k.HTTPS + "ssl.keystore.password",
+            (k.HTTPS + "ssl.key.password", k.HTTPS + "ssl.keystore.password"),
+        )
+        s.put("key_entry", k.HTTPS + "ssl.keystore.location", _key_entry(r, store, *passwords))
     client_auth = (r.string(k.HTTPS + "ssl.client.auth") or "none").lower()
     if client_auth != "none":
         r.problems.append(

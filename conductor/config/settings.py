@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from conductor.config.keystores import PrivateKeyEntry
 from conductor.config.secrets import MASK, Secret, is_secret_key
 from conductor.config.security import Credentials, TlsSettings
 from conductor.errors import ConfigError
@@ -298,9 +299,11 @@ class RestSettings(Masked):
     port: int = 8083  # 0: a free port, named in the supervisor's state
     advertised_host: str | None = None  # rest.advertised.host.name: the host in worker_id
     advertised_port: int | None = None
-    # https: a PEM file with the certificate chain and the private key (listeners.https.ssl.*)
+    # https: a PEM file with the certificate chain and the private key (listeners.https.ssl.*),
+    # or a PKCS12 or JKS keystore, whose key entry is read at load
     certfile: str | None = None
     key_password: Secret | None = None
+    key_entry: PrivateKeyEntry | None = None
     # Authentication (conductor/api/auth.py): users and their passwords, a bearer token.
     users: Mapping[str, Secret] = field(default_factory=lambda: MappingProxyType({}))
     token: Secret | None = None

@@ -76,7 +76,7 @@ def test_rest_security_keys_are_read_and_checked(tmp_path):
     assert {user: word.reveal() for user, word in rest.users.items()} == {"admin": "pw1", "viewer": "pw2"}
     assert "pw1" not in repr(rest)
     for extra, says in (
-        ({"listeners.https.ssl.keystore.type": "PKCS12"}, "PKCS12 is a Java keystore"),
+        ({"listeners.https.ssl.keystore.type": "PKCS12"}, "ssl.keystore.location: cannot read /etc/k.pem"),
         ({"listeners.https.ssl.client.auth": "required"}, "does not ask clients for certificates"),
         ({"conductor.rest.token": "short"}, "at least 16 characters"),
         ({"conductor.rest.users.file": str(tmp_path / "none")}, "cannot read"),

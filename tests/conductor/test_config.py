@@ -17,7 +17,6 @@ from conductor.errors import ConfigError
 ES_CLASS = "com.datamountaineer.streamreactor.connect.elastic8.ElasticSinkConnector"
 CASSANDRA_SOURCE = "io.lenses.streamreactor.connect.cassandra.source.CassandraSourceConnector"
 FILE_PROVIDER = "org.apache.kafka.common.config.provider.FileConfigProvider"
-JAVA_STORE = "is a Java keystore, which Python cannot read"
 VAULT_PROVIDER = "io.lenses.connect.secrets.providers.VaultSecretProvider"
 KCQL = (
     "INSERT INTO temperatures_ SELECT * FROM temperatures.aggregated "
@@ -790,13 +789,15 @@ def test_a_client_certificate_with_an_encrypted_key_uses_its_password(tmp_path: 
         wrong.client_kwargs()
 
 
-def test_java_keystores_need_a_pem_alternative() -> None:
+def test_java_keystores_are_read_at_load() -> None:
+    """A JKS or PKCS12 store is read when the config loads (tests/conductor/test_keystores.py
+    reads real ones): one that cannot be read stops it there, named by its key."""
     https = {"connect_elastic_protocol": "https"}
     assert problems_of(
         es(**https, ssl_truststore_location="/etc/es/truststore.jks", ssl_keystore_location="/etc/es/ks.p12")
     ) == [
-        f"ssl.truststore.location: /etc/es/truststore.jks {JAVA_STORE}; provide ssl.cafile as PEM",
-        f"ssl.keystore.location: /etc/es/ks.p12 {JAVA_STORE}; provide ssl.certfile and ssl.keyfile as PEM",
+        "ssl.truststore.location: cannot read /etc/es/truststore.jks: No such file or directory",
+        "ssl.keystore.location: cannot read /etc/es/ks.p12: No such file or directory",
     ]
     with_pem = parse_config(
         es(**https, ssl_truststore_location="/etc/es/truststore.jks", ssl_cafile="/etc/es/ca.pem"), environ={}
@@ -852,7 +853,7 @@ def test_cassandra_settings() -> None:
     }
     assert problems_of(raw) == [
         "connect.cassandra.key.space: required for the cassandra sink, but missing",
-        f"connect.cassandra.trust.store.path: /etc/c/ts.jks {JAVA_STORE}; provide connect.cassandra.ssl.cafile as PEM",
+        "connect.cassandra.trust.store.path: cannot read /etc/c/ts.jks: No such file or directory",
         "connect.cassandra.delete.statement: required when connect.cassandra.delete.enabled is true, but missing",
         "connect.cassandra.default.value: expected one of NULL, UNSET, got 'nothing'",
     ]

@@ -56,6 +56,23 @@ REST_HTTPS = {"listeners": "https://127.0.0.1:8443", "listeners.https.ssl.keysto
 USERS_FILE = tempfile.mkstemp(suffix=".properties")[1]
 Path(USERS_FILE).write_text("admin=pw\n")
 
+
+def _pkcs12_truststore(password: str) -> str:
+    """A PKCS12 truststore that opens only with its password (its password has an effect)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.serialization import pkcs12
+    from support.certs import make_certificates
+
+    ca = x509.load_pem_x509_certificate(make_certificates(Path(tempfile.mkdtemp())).ca.read_bytes())
+    encryption = serialization.BestAvailableEncryption(password.encode())
+    path = tempfile.mkstemp(suffix=".p12")[1]
+    Path(path).write_bytes(pkcs12.serialize_key_and_certificates(None, None, None, [ca], encryption))
+    return path
+
+
+TRUSTSTORE = _pkcs12_truststore("store-pass")
+
 SAMPLES: dict[str, tuple[str, Mapping[str, str | None]]] = {
     "bootstrap.servers": ("k1:9092,k2:9092", {}),
     "conductor.aggregate.idle.close.ms": ("5000", {}),
@@ -125,7 +142,7 @@ SAMPLES: dict[str, tuple[str, Mapping[str, str | None]]] = {
     "connect.cassandra.ssl.enabled": ("true", {}),
     "connect.cassandra.ssl.keyfile": ("/etc/c/client.key", CASSANDRA_CLIENT_CERT),
     "connect.cassandra.threadpool.size": ("8", {}),
-    "connect.cassandra.trust.store.password": ("pw", CASSANDRA_TLS),
+    "connect.cassandra.trust.store.password": ("store-pass", {**CASSANDRA_TLS, "connect.cassandra.trust.store.path": TRUSTSTORE}),
     "connect.cassandra.trust.store.path": ("/etc/c/ca.pem", CASSANDRA_TLS),
     "connect.cassandra.trust.store.type": ("PEM", {**CASSANDRA_TLS, "connect.cassandra.trust.store.path": "/etc/c/ca.store"}),
     "connect.cassandra.username": ("user", {"connect.cassandra.password": "pw"}),
@@ -194,7 +211,7 @@ SAMPLES: dict[str, tuple[str, Mapping[str, str | None]]] = {
     "ssl.protocol": ("TLSv1.3", HTTPS),
     "ssl.trustmanager.algorithm": ("PKIX", HTTPS),
     "ssl.truststore.location": ("/etc/es/ca.pem", HTTPS),
-    "ssl.truststore.password": ("pw", HTTPS),
+    "ssl.truststore.password": ("store-pass", {**HTTPS, "ssl.truststore.location": TRUSTSTORE}),
     "ssl.truststore.type": ("PEM", {**HTTPS, "ssl.truststore.location": "/etc/es/ca.store"}),
     "tasks.max": ("3", {}),
     "topics": ("readings,more", {"connect.elastic.kcql": "INSERT INTO a SELECT * FROM readings; INSERT INTO b SELECT * FROM more"}),
