@@ -1,18 +1,26 @@
 """What the tests on the secure servers share (CONDUCTOR_SECURE=1 compose/local up; the `secure`
 fixture gives what `compose/local env` prints): Kafka clients over SASL_SSL, Cassandra over TLS
-with its user, and the search for every password in what conductor leaves behind."""
+with its user, a `conductor start` in a folder of its own, and the search for every password in
+what conductor leaves behind."""
 
 from __future__ import annotations
 
+import json
+import os
 import ssl
+import subprocess
+import sys
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import requests
 from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
-from support.pipeline import Conductor, wait_for
+from support.pipeline import ROOT, Conductor, wait_for
 
 
 def kafka_kwargs(secure: Mapping[str, str]) -> dict[str, Any]:
@@ -37,6 +45,32 @@ def committed(secure: Mapping[str, str], group: str, topic: str) -> int:
         consumer.close()
 
 
+def read_committed(secure: Mapping[str, str], topic: str, expected: int, timeout: float = 60) -> list:
+    """Every record of `topic` as (key, value) JSON, read_committed, once `expected` have come and
+    3 seconds more (so that a duplicate would be seen)."""
+    consumer = KafkaConsumer(
+        topic,
+        **kafka_kwargs(secure),
+        group_id=None,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+    )
+    found: list = []
+    deadline, settled_at = time.monotonic() + timeout, None
+    try:
+        while time.monotonic() < deadline:
+            for messages in consumer.poll(timeout_ms=500).values():
+                found += [(json.loads(m.key), json.loads(m.value)) for m in messages]
+            if len(found) >= expected:
+                settled_at = settled_at or time.monotonic()
+                if time.monotonic() - settled_at >= 3.0:
+                    break
+    finally:
+        consumer.close()
+    return found
+
+
 @contextmanager
 def cassandra_session(secure: Mapping[str, str]) -> Iterator[Any]:
     """A session as the secure Cassandra's user, over TLS."""
@@ -55,6 +89,29 @@ def cassandra_session(secure: Mapping[str, str]) -> Iterator[Any]:
         yield cluster.connect()
     finally:
         cluster.shutdown()
+
+
+@dataclass
+class ConductorIn(Conductor):
+    """`conductor start` run in `cwd` with `environment` added to the test's: for a config whose
+    references name environment variables and files relative to where conductor starts."""
+
+    cwd: Path = ROOT
+    environment: Mapping[str, str] = field(default_factory=dict)
+
+    def start(self) -> ConductorIn:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **self.environment, "CONDUCTOR_STATE_DIR": str(self.state_dir)}
+        command = [sys.executable, "-m", "conductor.cli", "start", "--workers", str(self.workers)]
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [*command, "--config", str(self.config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=self.cwd,
+            )
+        return self
 
 
 def assert_no_secret_anywhere(secure: Mapping[str, str], conductor: Conductor, name: str) -> None:
