@@ -179,9 +179,11 @@ class AggregatorRun:
         self.report(force=True)
 
     def boot(self) -> None:
-        """Internal and output topics, the transactional producer, then the group."""
+        """Kafka's answer to our TLS and SASL settings, internal and output topics, the
+        transactional producer, then the group."""
         from kafka import KafkaProducer
 
+        self.member.reach_kafka()
         self.bundler = Bundler(create_topics(self.config.kafka, self.topology, self.wait_for_input))
         kwargs = self.config.kafka.producer_kwargs()
         kwargs.update(

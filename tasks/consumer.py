@@ -22,6 +22,7 @@ from typing import Any
 from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 from kafka.structs import MemberState, OffsetAndMetadata, TopicPartition
 
+from conductor import kafka_check
 from conductor.config import ConnectorConfig
 from conductor.workercontrol import WorkerControl
 from tasks.batch import TopicPartitionKey
@@ -101,6 +102,18 @@ class GroupMember:
         self.while_waiting: Callable[[], None] = lambda: None  # the worker's state report, during waits
 
     # -- joining ----------------------------------------------------------------------------
+
+    def reach_kafka(self) -> None:
+        """Before any Kafka client: a certificate or a password Kafka refuses stops the boot (a
+        ConfigError, so no respawn loop); a Kafka that does not answer is waited for."""
+        while True:
+            try:
+                log.debug("worker %d: %s", self.worker_id, kafka_check.check(self.config.kafka))
+            except kafka_check.Unreachable as error:
+                self.pause(self.kafka.failed(str(error)))
+                continue
+            self.kafka.ended()
+            return
 
     def join(self) -> None:
         """Create the consumer and subscribe; while Kafka cannot answer, wait for it."""

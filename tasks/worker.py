@@ -156,8 +156,10 @@ class WorkerRun:
         self.report(force=True)
 
     def boot(self) -> None:
-        """The store, the dead-letter topic, then the group; each waited for while it cannot answer."""
+        """Kafka's answer to our TLS and SASL settings, the store, the dead-letter topic, then the
+        group; each waited for while it cannot answer."""
         task = self.task
+        self.member.reach_kafka()
         self.ready(task.sink.setup, task.sink.close, task.store)
         if task.dead_letter is not None:
             self.ready(task.dead_letter.setup, task.dead_letter.close, self.member.kafka)
