@@ -66,9 +66,10 @@ def validate(config_path: str, bootstrap_servers: str | None) -> None:
     """Print the routes a config describes, or every problem in it (exit 1)."""
     try:
         connector = _load(config_path, bootstrap_servers)
-        schema_problems = connector.check_schema()
-        if schema_problems:
-            raise ConfigError(schema_problems, source=connector.config.source)
+        servers, server_problems = connector.check_servers()
+        schema_problems = [] if server_problems else connector.check_schema()
+        if server_problems or schema_problems:
+            raise ConfigError(server_problems + schema_problems, source=connector.config.source)
     except ConfigError as error:
         click.echo(f"{error.source}: {len(error.problems)} problem(s)", err=True)
         for problem in error.problems:
@@ -85,6 +86,8 @@ def validate(config_path: str, bootstrap_servers: str | None) -> None:
         click.echo(f"  transforms: {config.transforms.describe()}")
     for line in connector.describe():
         click.echo(f"  {line}")
+    for line in servers:
+        click.echo(f"  server: {line}")
     errors = config.errors
     retry = (
         f" (max.retries={errors.max_retries}, retry.interval={errors.retry_interval_ms} ms)"

@@ -13,8 +13,9 @@ import re
 from dataclasses import dataclass
 
 import sinks
+from conductor import kafka_check
 from conductor.config import ConnectorConfig
-from conductor.errors import ConfigError
+from conductor.errors import ConfigError, SinkUnavailable
 from conductor.kcql import Statement, parse_kcql_many
 from conductor.routes import Route, by_topic, compile_route
 from conductor.sql import Aggregation, parse_sql_many
@@ -69,6 +70,9 @@ class Connector:
     def check_schema(self) -> list[str]:
         return self.sink.check_schema()
 
+    def check_servers(self) -> tuple[list[str], list[str]]:
+        return check_servers(self.config, self.sink)
+
     def describe(self) -> list[str]:
         """What `conductor validate` prints about the routes."""
         lines = []
@@ -97,6 +101,28 @@ class Connector:
         return lines
 
 
+def check_servers(config: ConnectorConfig, sink: Sink | None) -> tuple[list[str], list[str]]:
+    """What `conductor validate` asks the servers before anything runs: does Kafka, and the
+    store, take these TLS settings and credentials? (lines about each, problems). A server
+    that does not answer is said so, not counted a problem: the start waits for it."""
+    lines: list[str] = []
+    problems: list[str] = []
+    try:
+        lines.append(kafka_check.check(config.kafka))
+    except kafka_check.Unreachable as error:
+        lines.append(f"Kafka not checked: no answer ({error})")
+    except ConfigError as error:
+        problems += error.problems
+    if sink is not None:
+        try:
+            lines.append(sink.check_access())
+        except SinkUnavailable as error:
+            lines.append(f"{sink.where} not checked: {error.reason}")
+        except ConfigError as error:
+            problems += error.problems
+    return lines, problems
+
+
 def spelled(field) -> str:
     wildcard = (".*" if field.dotted else "*") if field.wildcard else ""
     return field.dotted + wildcard + (f" AS {field.alias}" if field.alias else "")
@@ -118,6 +144,9 @@ class AggregatorConnector:
 
     def check_schema(self) -> list[str]:
         return []
+
+    def check_servers(self) -> tuple[list[str], list[str]]:
+        return check_servers(self.config, None)
 
     def describe(self) -> list[str]:
         lines = []

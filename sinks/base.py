@@ -72,6 +72,13 @@ class Sink(ABC):
         """Problems with KCQL clauses this sink cannot honour; reported at start, not ignored."""
         return []
 
+    def check_access(self) -> str:
+        """Whether the store takes our TLS settings and credentials (`conductor validate`): a
+        line saying so; raises ConfigError for a refusal, SinkUnavailable when it does not answer."""
+        self.setup()
+        self.close()
+        return f"{self.where}: answered"
+
     def check_schema(self) -> list[str]:
         """Problems between the routes and the store's schema, found by asking the store
         (`conductor validate`); [] for a store without a schema to check."""

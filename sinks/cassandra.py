@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cassandra import (
+    AuthenticationFailed,
     ConsistencyLevel,
     CoordinationFailure,
     OperationTimedOut,
@@ -201,6 +202,11 @@ class CassandraSink(Sink):
             self.close()
             raise ConfigError(problems, f"Cassandra schema at {self.settings.where}")
 
+    def check_access(self) -> str:
+        cluster, _ = self.connect()  # the schema is check_schema's
+        cluster.shutdown()
+        return f"Cassandra at {self.settings.where}: answered"
+
     def check_schema(self) -> list[str]:
         """Every problem between the routes and the schema (for `conductor validate`)."""
         try:
@@ -234,6 +240,9 @@ class CassandraSink(Sink):
                 problem = describe(error)
                 if version == 5 and isinstance(error, NoHostAvailable) and "protocol" in problem.lower():
                     continue
+                refused = refusal(error, settings)
+                if refused:
+                    raise ConfigError([refused], source="Cassandra") from error
             raise SinkUnavailable(f"Cassandra at {settings.where} does not answer: {problem}")
         raise AssertionError("unreachable")
 
@@ -389,3 +398,31 @@ def build(config: ConnectorConfig, routes: Sequence[Route]) -> CassandraSink:
     """The sink of a connector config (the registry's entry, sinks/__init__.py)."""
     assert config.cassandra is not None, "a cassandra connector config holds its settings"
     return CassandraSink(config.cassandra, routes)
+
+
+def refusal(error: Exception, settings: CassandraSettings) -> str | None:
+    """What the server refused, when waiting cannot fix it: credentials, or a certificate; None
+    for a server that is down or busy."""
+    reasons = error.errors.values() if isinstance(error, NoHostAvailable) else (error,)
+    for reason in reasons:
+        text = str(reason)
+        where = f"Cassandra at {settings.where}"
+        if isinstance(reason, AuthenticationFailed):
+            if settings.credentials is None:
+                return (
+                    f"{where} asks for a user ({text}): set connect.cassandra.username and "
+                    "connect.cassandra.password"
+                )
+            return (
+                f"{where} refused user {settings.credentials.username!r}: {text} (check "
+                "connect.cassandra.username and connect.cassandra.password)"
+            )
+        if "CERTIFICATE_VERIFY_FAILED" in text:
+            why = text.rpartition("certificate verify failed: ")[2].partition(" (_ssl")[0]
+            return (
+                f"{where}: the server's certificate is not trusted ({why}); give the CA that signed it "
+                "in connect.cassandra.trust.store.path (or connect.cassandra.ssl.cafile)"
+            )
+        if "WRONG_VERSION_NUMBER" in text:
+            return f"{where} does not speak TLS on that port: is connect.cassandra.ssl.enabled=true meant?"
+    return None
