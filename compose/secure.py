@@ -5,8 +5,9 @@
   analysis-common module, which the integ-test-zip lacks and Maven Central does not publish:
   compose/elasticsearch/security-analysis is a small plugin with them, compiled at the first secure
   start (the JDK's javac) into a hard-linked copy of the installation, <cache>/elasticsearch-<version>-secure.
-- Kafka: a SASL_SSL listener with SCRAM-SHA-512 and PLAIN (the KRaft controller stays PLAINTEXT on
-  loopback).
+- Kafka: a SASL_SSL listener with SCRAM-SHA-512 and PLAIN, and an SSL listener that requires a
+  client certificate signed by the CA (mutual TLS; secure/client.pem and client.key, issued at each
+  start). The KRaft controller stays PLAINTEXT on loopback.
 - Cassandra: PasswordAuthenticator and client encryption; the default superuser cassandra/cassandra
   is replaced by a user with a random password.
 
@@ -69,6 +70,11 @@ def folder() -> Path:
 
 def ca_file() -> Path:
     return folder() / "ca.pem"
+
+
+def client_files() -> tuple[Path, Path]:
+    """The client certificate for Kafka's mutual TLS listener and its key (PEM, 0600)."""
+    return folder() / "client.pem", folder() / "client.key"
 
 
 def is_secure_home(home: Path) -> bool:
@@ -179,8 +185,9 @@ def new_ca() -> None:
     ca_file().chmod(0o644)
 
 
-def _server_certificate(common_name: str):
-    """(key, certificate, CA certificate) for 127.0.0.1 and localhost, signed by the CA."""
+def _server_certificate(common_name: str, client_only: bool = False):
+    """(key, certificate, CA certificate) for 127.0.0.1 and localhost, signed by the CA; with
+    `client_only`, a certificate a client presents (clientAuth, no key encipherment)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
@@ -211,7 +218,7 @@ def _server_certificate(common_name: str):
             x509.KeyUsage(
                 digital_signature=True,
                 content_commitment=False,
-                key_encipherment=True,
+                key_encipherment=not client_only,
                 data_encipherment=False,
                 key_agreement=False,
                 key_cert_sign=False,
@@ -222,7 +229,11 @@ def _server_certificate(common_name: str):
             critical=True,
         )
         .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.CLIENT_AUTH]
+                if client_only
+                else [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
             critical=False,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
@@ -248,6 +259,22 @@ def _write_pem(target: Path, common_name: str) -> None:
     )
     (target / "server.crt").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     (target / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+
+
+def _write_client_certificate() -> None:
+    """secure/client.pem and client.key (both 0600): what a client presents to Kafka's mutual TLS
+    listener."""
+    from cryptography.hazmat.primitives import serialization
+
+    key, certificate, _ = _server_certificate(f"{USERNAME}-client", client_only=True)
+    certfile, keyfile = client_files()
+    _write_private(certfile, certificate.public_bytes(serialization.Encoding.PEM))
+    _write_private(
+        keyfile,
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+    )
 
 
 def _write_pkcs12(target: Path, common_name: str, password: str) -> Path:
@@ -457,10 +484,12 @@ def _kafka_prepare(server: Server, paths: Paths) -> None:
     password = _password()
     store_password = _password()
     store = _write_pkcs12(paths.home / "tls", "kafka", store_password)
+    _write_client_certificate()
     rendered = paths.home / "server.properties"
     text = (servers.COMPOSE_DIR / "kafka" / "server-secure.properties").read_text()
     values = {
         "port": server.port,
+        "mtls_port": server.ports["mtls"],
         "controller_port": server.ports["controller"],
         "data_dir": paths.data,
         "keystore": store,
@@ -517,8 +546,20 @@ def kafka_client_options(name: str = "kafka", mechanism: str = "SCRAM-SHA-512") 
     }
 
 
+def kafka_mtls_options() -> dict[str, object]:
+    """kafka-python's options for the mutual TLS listener: SSL, the CA, the client certificate."""
+    certfile, keyfile = client_files()
+    return {
+        "security_protocol": "SSL",
+        "ssl_cafile": str(ca_file()),
+        "ssl_certfile": str(certfile),
+        "ssl_keyfile": str(keyfile),
+    }
+
+
 def _kafka_probe(server: Server) -> str:
-    """A live broker and a group coordinator, over SASL_SSL with SCRAM-SHA-512 and the CA."""
+    """A live broker and a group coordinator, over SASL_SSL with SCRAM-SHA-512 and the CA; and
+    the mutual TLS listener, with the client certificate."""
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
@@ -544,7 +585,24 @@ def _kafka_probe(server: Server) -> str:
     brokers = cluster.get("brokers") or []
     if not brokers:
         raise probes.ProbeFailed(f"Kafka at {bootstrap} reports no live broker yet")
-    return f"broker at {brokers[0]['host']}:{brokers[0]['port']} (SASL_SSL, SCRAM-SHA-512), group coordinator"
+    answer = (
+        f"broker at {brokers[0]['host']}:{brokers[0]['port']} (SASL_SSL, SCRAM-SHA-512), group coordinator"
+    )
+    mtls_port = server.ports.get("mtls")  # none for a Kafka started before the listener was added
+    if mtls_port is None:
+        return answer
+    mtls = f"127.0.0.1:{mtls_port}"
+    try:
+        KafkaAdminClient(
+            bootstrap_servers=mtls,
+            client_id="conductor-probe",
+            request_timeout_ms=5000,
+            bootstrap_timeout_ms=5000,
+            **kafka_mtls_options(),
+        ).close()
+    except (KafkaError, OSError, ValueError) as error:
+        raise probes.ProbeFailed(f"no mutual TLS answer from Kafka at {mtls}: {error!r}") from error
+    return f"{answer}; mutual TLS at {mtls}"
 
 
 # -- Cassandra ---------------------------------------------------------------------------------
@@ -658,18 +716,27 @@ def port_variable(server: Server, role: str) -> str:
     return f"CONDUCTOR_{name}_{'' if role == 'port' else role.upper() + '_'}PORT"
 
 
-def _variant(server: Server, **changes) -> Server:
+def _variant(server: Server, own_ports: dict[str, int] | None = None, **changes) -> Server:
+    """The secure server, on the plain one's ports + PORT_OFFSET; `own_ports` are roles only the
+    secure one has, given as if plain (CONDUCTOR_<NAME>_<ROLE>_PORT sets them too)."""
     ports = {
         role: port if os.environ.get(port_variable(server, role)) else port + PORT_OFFSET
         for role, port in server.ports.items()
     }
+    for role, port in (own_ports or {}).items():
+        ports[role] = int(os.environ.get(port_variable(server, role)) or port + PORT_OFFSET)
     return dataclasses.replace(server, home_name=server.run_name + SUFFIX, ports=ports, **changes)
 
 
 def secure_servers() -> dict[str, Server]:
     return {
+        # The mutual TLS listener: 29094 (29093 is the controller's).
         "kafka": _variant(
-            servers.KAFKA, prepare=_kafka_prepare, init_command=_kafka_format_command, probe=_kafka_probe
+            servers.KAFKA,
+            {"mtls": 19094},
+            prepare=_kafka_prepare,
+            init_command=_kafka_format_command,
+            probe=_kafka_probe,
         ),
         "elasticsearch": _variant(
             servers.ELASTICSEARCH,
@@ -699,6 +766,9 @@ def connection_settings() -> dict[str, str]:
         "CONDUCTOR_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
         "CONDUCTOR_KAFKA_USERNAME": credential("kafka", "username"),
         "CONDUCTOR_KAFKA_PASSWORD": credential("kafka", "password"),
+        "CONDUCTOR_KAFKA_MTLS_BOOTSTRAP": f"127.0.0.1:{chosen['kafka'].ports['mtls']}",
+        "CONDUCTOR_CLIENT_CERT_FILE": str(client_files()[0]),
+        "CONDUCTOR_CLIENT_KEY_FILE": str(client_files()[1]),
         "CONDUCTOR_ELASTICSEARCH_URL": elasticsearch_url(chosen["elasticsearch"]),
         "CONDUCTOR_ELASTICSEARCH_USERNAME": credential("elasticsearch", "username"),
         "CONDUCTOR_ELASTICSEARCH_PASSWORD": credential("elasticsearch", "password"),

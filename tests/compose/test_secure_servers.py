@@ -27,6 +27,9 @@ ENV_NAMES = [
     "CONDUCTOR_KAFKA_SASL_MECHANISM",
     "CONDUCTOR_KAFKA_USERNAME",
     "CONDUCTOR_KAFKA_PASSWORD",
+    "CONDUCTOR_KAFKA_MTLS_BOOTSTRAP",
+    "CONDUCTOR_CLIENT_CERT_FILE",
+    "CONDUCTOR_CLIENT_KEY_FILE",
     "CONDUCTOR_ELASTICSEARCH_URL",
     "CONDUCTOR_ELASTICSEARCH_USERNAME",
     "CONDUCTOR_ELASTICSEARCH_PASSWORD",
@@ -39,7 +42,7 @@ ENV_NAMES = [
 
 # Never the default ports of compose/local's servers, plain or secure (10000 above): they may start
 # meanwhile.
-_PLAIN_PORTS = {19092, 19093, 19200, 19300, 19042, 17000, 17199, 18081, 19201, 19301}
+_PLAIN_PORTS = {19092, 19093, 19094, 19200, 19300, 19042, 17000, 17199, 18081, 19201, 19301}
 _chosen: set[int] = _PLAIN_PORTS | {port + 10000 for port in _PLAIN_PORTS}
 
 
@@ -72,6 +75,7 @@ class Launcher:
                 for variable in (
                     "CONDUCTOR_KAFKA_PORT",
                     "CONDUCTOR_KAFKA_CONTROLLER_PORT",
+                    "CONDUCTOR_KAFKA_MTLS_PORT",
                     "CONDUCTOR_ELASTICSEARCH_PORT",
                     "CONDUCTOR_ELASTICSEARCH_TRANSPORT_PORT",
                     "CONDUCTOR_CASSANDRA_PORT",
@@ -123,6 +127,8 @@ def test_env_names_what_a_client_needs_and_the_secrets_file_is_private(launcher:
     assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
     for private in (
         "secure/ca.key",
+        "secure/client.key",  # the client certificate's, for Kafka's mutual TLS listener
+        "secure/client.pem",
         "kafka-secure/server.properties",  # the JAAS line and the keystore password
         "kafka-secure/tls/server.p12",
         "cassandra-secure/cassandra.yaml",
@@ -309,6 +315,67 @@ def test_kafka_refuses_a_client_without_the_credentials_or_the_ca(
     assert reason in caplog.text + broker_says
 
 
+def _mtls_options(env, **changes) -> dict:
+    options = {
+        "bootstrap_servers": env["CONDUCTOR_KAFKA_MTLS_BOOTSTRAP"],
+        "security_protocol": "SSL",
+        "ssl_cafile": env["CONDUCTOR_CA_FILE"],
+        "ssl_certfile": env["CONDUCTOR_CLIENT_CERT_FILE"],
+        "ssl_keyfile": env["CONDUCTOR_CLIENT_KEY_FILE"],
+        "request_timeout_ms": 10000,
+    }
+    options.update(changes)
+    return {key: value for key, value in options.items() if value is not None}
+
+
+def test_kafka_moves_a_record_over_mutual_tls_with_the_client_certificate(env) -> None:
+    from kafka import KafkaConsumer, KafkaProducer
+
+    assert env["CONDUCTOR_KAFKA_MTLS_BOOTSTRAP"] != env["CONDUCTOR_KAFKA_BOOTSTRAP"]
+    producer = KafkaProducer(**_mtls_options(env))
+    try:
+        producer.send("secure-mtls-round-trip", b"over mutual TLS").get(timeout=20)
+    finally:
+        producer.close()
+    consumer = KafkaConsumer(
+        "secure-mtls-round-trip",
+        group_id="secure-mtls-test",
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=15000,
+        **_mtls_options(env),
+    )
+    try:
+        assert [record.value for record in consumer][:1] == [b"over mutual TLS"]
+    finally:
+        consumer.close()
+
+
+@pytest.mark.parametrize("certificate", ["none", "another-ca"])
+def test_kafka_mutual_tls_refuses_a_client_without_a_certificate_of_the_ca(
+    launcher: Launcher, env, tmp_path: Path, certificate: str
+) -> None:
+    """The broker ends the handshake: no certificate, or one signed by another CA."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+    from support.certs import make_certificates
+
+    changes: dict = {"ssl_certfile": None, "ssl_keyfile": None}
+    if certificate == "another-ca":
+        other = make_certificates(tmp_path)
+        changes = {
+            "ssl_certfile": str(other.cert),
+            "ssl_keyfile": str(other.key),
+            "ssl_password": other.password,
+        }
+    broker_log = launcher.run_dir / "kafka-secure" / "logs" / "server.log"
+    seen = broker_log.stat().st_size
+    with pytest.raises(KafkaError):
+        KafkaAdminClient(**_mtls_options(env, bootstrap_timeout_ms=2500, **changes)).close()
+    with broker_log.open(errors="replace") as log:
+        log.seek(seen)
+        assert "(SSL handshake failed)" in log.read()
+
+
 # -- Cassandra ---------------------------------------------------------------------------------------
 
 
@@ -430,6 +497,7 @@ def test_secure_servers_listen_10000_above_the_plain_ones_unless_a_port_is_set(t
 
     default = settings()
     assert default["CONDUCTOR_KAFKA_BOOTSTRAP"] == "127.0.0.1:29092"
+    assert default["CONDUCTOR_KAFKA_MTLS_BOOTSTRAP"] == "127.0.0.1:29094"  # 29093: the controller's
     assert default["CONDUCTOR_ELASTICSEARCH_URL"] == "https://127.0.0.1:29200"
     assert default["CONDUCTOR_CASSANDRA_PORT"] == "29042"
     assert settings(CONDUCTOR_KAFKA_PORT="39092")["CONDUCTOR_KAFKA_BOOTSTRAP"] == "127.0.0.1:39092"
