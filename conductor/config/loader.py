@@ -132,6 +132,7 @@ def _build(r: Reader, environ: Mapping[str, str]) -> dict[str, Any]:
     s.put("rest", (), rest_settings(r))
     if sink:
         _other_store(r, sink)
+    r.settle()
     return s.kwargs()
 
 
@@ -187,10 +188,11 @@ def _other_store(r: Reader, sink: str) -> None:
         if store != sink:
             for key in keys:
                 if r.given(key):
-                    r.no_effect(
-                        key,
-                        f"it belongs to the {describe_kind(store)}, and connector.class names the {describe_kind(sink)}",
-                    )
+                    why = f"it belongs to the {describe_kind(store)}, and connector.class names the {describe_kind(sink)}"
+                    if key in k.ELASTIC_TLS_KEYS:
+                        r.unused(key, why)  # Kafka's too
+                    else:
+                        r.no_effect(key, why)
 
 
 def describe_kind(kind: str) -> str:

@@ -104,8 +104,11 @@ def _kafka_tls_keys(prefixes: tuple[str, ...]) -> TlsKeys:
     )
 
 
-KAFKA_TLS = _kafka_tls_keys(k.CONSUMER_PREFIXES)
-ELASTIC_TLS = _kafka_tls_keys(("",))  # Stream-Reactor reads the unprefixed Kafka-style ssl.* keys
+# One file holds what Kafka Connect splits between the worker and the connector: the bare ssl.*
+# keys serve Kafka and Stream-Reactor's Elasticsearch sink alike, and the consumer. (Kafka) and
+# Stream-Reactor's own keys set them apart.
+KAFKA_TLS = _kafka_tls_keys(k.CONSUMER_PREFIXES + ("",))
+ELASTIC_TLS = _kafka_tls_keys(("",))
 CASSANDRA_TLS = TlsKeys(
     cafile=k.CASSANDRA + "ssl.cafile",
     certfile=k.CASSANDRA + "ssl.certfile",
@@ -131,8 +134,9 @@ def tls_settings(
     if not enabled:
         for key in keys.all():
             if r.given(key) and key not in k.NO_EFFECT:
-                r.no_effect(key, why_off)
+                r.unused(key, why_off)
         return TlsSettings()
+    r.use(keys.all())
     cafile, cadata = _truststore(r, keys)
     certfile = keyfile = password = key_entry = None
     if client_cert:
@@ -210,7 +214,7 @@ def _truststore(r: Reader, keys: TlsKeys) -> tuple[str | None, str | None]:
         try:
             return None, keystores.read_truststore(store.data, store.kind, _revealed(password))
         except StoreError as error:
-            blame = {"store": _named(password_key, password)}
+            blame = {"store": _named(password_key, password, keys.truststore_password, store.key)}
             r.problems.append(_store_problem(store.key, store.location, error, blame))
             return None, None
     if password is not None and (pem or store or r.find(keys.truststore)[1] is None):
@@ -242,12 +246,13 @@ def _key_entry(
         return keystores.read_keystore(store.data, store.kind, _revealed(password), _revealed(key_password))
     except StoreError as error:
         own = [name for name in _names(key_password_keys) if name not in _names(password_keys)]
-        key_blame = _named(key_password_key, key_password)
+        own.sort(key=lambda name: name.rpartition("ssl.")[0] != store.key.rpartition("ssl.")[0])  # as spelled
+        key_blame = _named(key_password_key, key_password, key_password_keys, store.key)
         if own and key_password is not None and key_password_key not in own:
-            key_blame += f", tried as the key password: the key's own goes in {own[-1]}"
+            key_blame += f", tried as the key password: the key's own goes in {own[0]}"
         elif own and key_password is None:
-            key_blame = f"{own[-1]} is not set"
-        blame = {"store": _named(password_key, password), "key": key_blame}
+            key_blame = f"{own[0]} is not set"
+        blame = {"store": _named(password_key, password, password_keys, store.key), "key": key_blame}
         r.problems.append(_store_problem(store.key, store.location, error, blame))
         return None
 
@@ -256,8 +261,12 @@ def _revealed(value: str | Secret | None) -> str | None:
     return None if value is None else reveal(value)
 
 
-def _named(key: str, value: str | Secret | None) -> str:
-    return key if value is not None else f"{key} is not set"
+def _named(key: str, value: str | Secret | None, keys: Keys = (), like: str = "") -> str:
+    """The key given, or the one missing, spelled as `like` is (consumer.ssl.*, or ssl.*)."""
+    if value is not None:
+        return key
+    same = [name for name in _names(keys) if name.rpartition("ssl.")[0] == like.rpartition("ssl.")[0]]
+    return f"{same[0] if same else key} is not set"
 
 
 def _store_problem(key: str, location: str, error: StoreError, blame: Mapping[str, str]) -> str:

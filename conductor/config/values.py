@@ -34,6 +34,8 @@ class Reader:
         self.notices: list[str] = []  # keys given that have no effect, and why
         self.warnings: list[str] = []  # what looks like a mistake
         self.defaults: dict[str, str] = {}
+        self.used: set[str] = set()  # keys a section read, of those more than one may read
+        self.unused_by: dict[str, list[str]] = {}  # such keys a section did not read, and why
 
     def find(self, keys: Keys) -> tuple[str, str | Secret | None]:
         """The first alternative that is set, and its value; else (the last one, None).
@@ -56,6 +58,20 @@ class Reader:
 
     def no_effect(self, key: str, reason: str) -> None:
         self.notices.append(f"{key} has no effect here: {reason}")
+
+    def unused(self, key: str, reason: str) -> None:
+        """A key another section may read (the bare ssl.* keys serve Kafka and Elasticsearch):
+        it has no effect only if none does (`settle`)."""
+        self.unused_by.setdefault(key, []).append(reason)
+
+    def use(self, keys: Iterable[str]) -> None:
+        self.used.update(key for key in keys if self.given(key))
+
+    def settle(self) -> None:
+        for key, reasons in self.unused_by.items():
+            if key not in self.used:
+                self.no_effect(key, ", and ".join(dict.fromkeys(reasons)))
+        self.unused_by.clear()
 
     def default(self, key: str, value: Any) -> Any:
         if value is not None:

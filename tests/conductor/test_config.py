@@ -807,7 +807,8 @@ def test_java_keystores_are_read_at_load() -> None:
     assert pem_store.elastic is not None and pem_store.elastic.tls.cafile == "/etc/es/ca.crt"
     plain_http = parse_config(es(ssl_truststore_location="/etc/es/truststore.jks"), environ={})
     assert plain_http.notices == (
-        "ssl.truststore.location has no effect here: no Elasticsearch host uses https",
+        "ssl.truststore.location has no effect here: no Elasticsearch host uses https, "
+        "and security.protocol is PLAINTEXT, without SSL",
     )
 
 
