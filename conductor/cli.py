@@ -39,11 +39,16 @@ def main(log_level: str, log_format: str) -> None:
 
 
 def _load(config_path: str, bootstrap_servers: str | None):
-    from conductor.config import load_config
+    from conductor import envconfig
+    from conductor.config import load_config, parse_config
     from conductor.connector import build_connector
 
     overrides = {"bootstrap.servers": bootstrap_servers} if bootstrap_servers else None
-    config = load_config(config_path, overrides=overrides)
+    if config_path == envconfig.SELECTOR:
+        raw = {**envconfig.config_from_env(os.environ), **(overrides or {})}
+        config = parse_config(raw, source=envconfig.SOURCE)
+    else:
+        config = load_config(config_path, overrides=overrides)
     return build_connector(config)
 
 
@@ -104,13 +109,22 @@ def validate(config_path: str, bootstrap_servers: str | None) -> None:
 
 
 @main.command()
-@_config_option
+@click.option(
+    "--config",
+    "config_path",
+    envvar="CONDUCTOR_CONFIG",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Connector config: .properties, .json (Kafka Connect REST) or .yaml; or env: for the "
+    "CONNECTOR_* and CONNECT_* variables (deploy/container/README.md). Env CONDUCTOR_CONFIG.",
+)
 @_bootstrap_option
 @click.option(
     "--workers",
+    envvar="CONDUCTOR_WORKERS",
     type=click.IntRange(min=1),
     default=None,
-    help="Worker processes (default: the config's tasks.max).",
+    help="Worker processes (default: the config's tasks.max). Env CONDUCTOR_WORKERS.",
 )
 def start(config_path: str, bootstrap_servers: str | None, workers: int | None) -> None:
     """Run the connector: a supervisor and N workers in the connector's consumer group."""
