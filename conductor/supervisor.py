@@ -24,6 +24,7 @@ import psutil
 
 from conductor import exitcodes
 from conductor.commands import RUNNING, STOPPED, Command, read_available
+from conductor.sdnotify import Notifier
 from conductor.sidecar import Server, Sidecar
 from conductor.slots import Slot, SupervisorSettings, describe_exit
 from conductor.status import read_state, state_dir_for, write_state
@@ -77,6 +78,10 @@ class Supervisor(Steering):
         self._started_at = time.time()
         self._idle_check_due = 0.0
         self._dirty = True
+        self._notifier = Notifier()  # systemd's, when $NOTIFY_SOCKET is set
+        self._booted_slots: set[int] = set()  # every slot whose worker has booted once: READY=1
+        self._commits: dict[int, int] = {}  # worker pid -> its commits, as its state file last said
+        self._last_commit_at: float | None = None  # monotonic, when a count above last grew
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -102,6 +107,7 @@ class Supervisor(Steering):
                 self._manage_workers()
                 self._manage_sidecar()
                 self._write_state()
+                self._notify_systemd()
                 if self._stop_code is not None and not self._live_slots():
                     break
                 self._sleep()
@@ -263,6 +269,7 @@ class Supervisor(Steering):
             if slot is not None and slot.pid == pid and slot.state == "starting":
                 log.info("worker %s pid %s booted", worker_id, pid)
                 self._set(slot, "running")
+                self._booted_slots.add(worker_id)
 
     def _enforce_deadlines(self) -> None:
         """SIGKILL what did not stop in time: after the group's drain, a memory recycle or a SIGABRT."""
@@ -414,6 +421,62 @@ class Supervisor(Steering):
         slot.spawned_at = time.time()
         self._set(slot, "starting")
         log.debug("spawned worker %s pid %s", slot.worker_id, pid)
+
+    def _notify_systemd(self) -> None:
+        """systemd's Type=notify (conductor/sdnotify.py): READY=1 once every slot's worker has booted
+        (never after a stop began, so never for a config error), STOPPING=1 once the stop began,
+        STATUS= every few seconds, WATCHDOG=1 from this loop: a loop that hangs stops the pings."""
+        notifier = self._notifier
+        if not notifier.enabled:
+            return
+        now = time.monotonic()
+        notifier.watchdog(now)
+        if self._stop_code is not None and not notifier.stopping_sent:
+            notifier.stopping(self._status_line(now))
+        elif (
+            self._stop_code is None
+            and not notifier.ready_sent
+            and len(self._booted_slots) == len(self._slots)
+        ):
+            notifier.ready(self._status_line(now))
+        elif notifier.status_due(now):
+            notifier.status(self._status_line(now))
+
+    def _status_line(self, now: float) -> str:
+        """One line for `systemctl status`: "2/2 workers running, 12,345 records written, last commit
+        3s ago". The counts are the workers' state files' (a respawned worker starts at 0); a commit
+        is seen when a worker's count grew, so "ago" trails the commit by a report or two."""
+        written, commits, waiting = 0, {}, set()
+        for slot in self._slots:
+            state = read_state(self.state_dir / f"worker-{slot.worker_id}.json") or {}
+            written += int(state.get("written", state.get("results")) or 0)
+            pid, count = state.get("pid"), int(state.get("commits") or 0)
+            if count > self._commits.get(pid, 0):
+                self._last_commit_at = now
+            commits[pid] = count
+            if slot.alive and isinstance(state.get("waiting_for"), dict):
+                waiting.add(str(state["waiting_for"].get("what")))
+        self._commits = commits
+        workers = len(self._slots)
+        states = collections.Counter(slot.state for slot in self._slots)
+        if self._stop_code is not None:
+            why = {exitcodes.FAILED: " on a failure", exitcodes.CONFIG_ERROR: " on a config error"}
+            draining = len(self._live_slots())
+            head = f"stopping{why.get(self._stop_code, '')}: {draining}/{workers} workers draining"
+        else:
+            head = f"{states['running']}/{workers} workers running"
+            others = {"starting": "starting", "backoff": "restarting", "failed": "failed"}
+            head += "".join(f", {states[state]} {said}" for state, said in others.items() if states[state])
+            head += f", connector {self._target.lower()}" if self._target != RUNNING else ""
+        last = self._last_commit_at
+        parts = [
+            head,
+            f"{written:,} records written",
+            "no commit yet" if last is None else f"last commit {now - last:.0f}s ago",
+        ]
+        if waiting:
+            parts.append("waiting for " + ", ".join(sorted(waiting)))
+        return ", ".join(parts)
 
     # -- stopping -------------------------------------------------------------------------------
 
