@@ -8,18 +8,24 @@ Elasticsearch client marks a node dead and alive again at WARNING, which the wor
 outage lines already say. They are shown at DEBUG; everything else a library logs at WARNING or
 above stays as it is.
 
-`--log-format json` writes one JSON object per line instead, for log shippers.
+`--log-format json` writes one JSON object per line instead, for log shippers. Under systemd,
+with stderr going to the journal, text lines carry no time (the journal stamps each one) and
+start with their syslog priority, `<3>` for an error, which journald reads (SyslogLevelPrefix=).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
+from typing import IO
 
 import orjson
 
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
+JOURNAL_FORMAT = "%(levelname)s [%(process)d] %(name)s: %(message)s"
+SYSLOG_PRIORITIES = ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4), (logging.INFO, 6))
 FORMATS = ("text", "json")
 
 NOISE = (
@@ -85,6 +91,33 @@ class JsonFormatter(logging.Formatter):
             return orjson.dumps({key: _utf8(value) for key, value in entry.items()}).decode()
 
 
+class JournalFormatter(logging.Formatter):
+    """JOURNAL_FORMAT, each line of it (a traceback's too) prefixed with the record's syslog
+    priority, so that journald files every line at the record's level."""
+
+    def __init__(self) -> None:
+        super().__init__(JOURNAL_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"<{syslog_priority(record.levelno)}>"
+        return "\n".join(prefix + line for line in super().format(record).splitlines())
+
+
+def syslog_priority(levelno: int) -> int:
+    """crit 2, err 3, warning 4, info 6, debug 7 (syslog(3)), for Python's levels and any between."""
+    return next((priority for level, priority in SYSLOG_PRIORITIES if levelno >= level), 7)
+
+
+def to_journal(stream: IO[str]) -> bool:
+    """True when `stream` (stderr) is journald's: systemd sets $JOURNAL_STREAM to its device:inode."""
+    try:
+        device, inode = (int(part) for part in os.environ.get("JOURNAL_STREAM", "").split(":"))
+        status = os.fstat(stream.fileno())
+    except (ValueError, OSError):  # unset, malformed, or a stream without a descriptor
+        return False
+    return (status.st_dev, status.st_ino) == (device, inode)
+
+
 def _utf8(value: object) -> object:
     return value.encode(errors="replace").decode() if isinstance(value, str) else value
 
@@ -93,7 +126,10 @@ def configure(level_name: str, log_format: str = "text") -> None:
     """Log to stderr at `level_name`, as text lines or (`log_format` "json") JSON lines."""
     level = logging.getLevelName(level_name.upper())
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(LOG_FORMAT))
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(JournalFormatter() if to_journal(sys.stderr) else logging.Formatter(LOG_FORMAT))
     handler.addFilter(LibraryNoise(level))
     logging.basicConfig(level=level, handlers=[handler])
     # The clients' INFO lines are their own chatter; their warnings and errors still show.
