@@ -17,7 +17,7 @@ import ssl
 import time
 from typing import Any
 
-from conductor.config import KafkaSettings
+from conductor.config import KafkaSecurity, KafkaSettings
 from conductor.errors import ConfigError
 
 SASL_HANDSHAKE_VERSION = 1  # SaslAuthenticate frames (KIP-152), what every Kafka since 1.0 takes
@@ -45,22 +45,40 @@ class _Unsure(KafkaRefused):
 
 
 def check(kafka: KafkaSettings, timeout_s: float = 10.0, attempts: int = 3) -> str:
-    """Connect to the first bootstrap server that answers and run TLS and SASL as the clients
-    will. Returns a short description of what was checked; raises `KafkaRefused` or
+    """For each client's security (the consumer's, and the producer's or admin's where they
+    differ): connect to the first bootstrap server that answers and run TLS and SASL as that
+    client will. Returns a short description of what was checked; raises `KafkaRefused` or
     `Unreachable`. A connection closed without a word is tried `attempts` times, a second
     apart, before it counts as refused: a broker that is stopping does that too."""
-    tries = 1
-    while True:
-        try:
-            return _check_once(kafka, timeout_s)
-        except _Unsure:
-            if tries >= attempts:
-                raise
-            tries += 1
-            time.sleep(1.0)
+    done = []
+    for clients, security in _by_security(kafka).items():
+        tries = 1
+        while True:
+            try:
+                done.append(_check_once(kafka, security, timeout_s) + clients)
+                break
+            except _Unsure as unsure:
+                if tries >= attempts:
+                    raise _named(unsure, clients) from unsure
+                tries += 1
+                time.sleep(1.0)
+            except KafkaRefused as refused:
+                raise _named(refused, clients) from refused
+    return "; ".join(done)
 
 
-def _check_once(kafka: KafkaSettings, timeout_s: float) -> str:
+def _named(refused: KafkaRefused, clients: str) -> KafkaRefused:
+    return KafkaRefused(refused.problems[0] + clients) if clients else refused
+
+
+def _by_security(kafka: KafkaSettings) -> dict[str, KafkaSecurity]:
+    securities = kafka.securities()
+    if len(securities) == 1:
+        return {"": kafka.security}
+    return {f" (the {client}'s settings)": security for client, security in securities.items()}
+
+
+def _check_once(kafka: KafkaSettings, security: KafkaSecurity, timeout_s: float) -> str:
     unreachable: list[str] = []
     for server in kafka.bootstrap_servers:
         host, _, port = server.rpartition(":")
@@ -71,31 +89,31 @@ def _check_once(kafka: KafkaSettings, timeout_s: float) -> str:
             unreachable.append(f"{server}: {error}")
             continue
         with raw:
-            return _check_connection(kafka, raw, host, server, timeout_s)
+            return _check_connection(security, raw, host, server, timeout_s)
     raise Unreachable("; ".join(unreachable))
 
 
 def _check_connection(
-    kafka: KafkaSettings, raw: socket.socket, host: str, server: str, timeout_s: float
+    kafka: KafkaSecurity, raw: socket.socket, host: str, server: str, timeout_s: float
 ) -> str:
     connection: socket.socket = raw
-    done = [kafka.security_protocol]
-    if "SSL" in kafka.security_protocol:
+    done = [kafka.protocol]
+    if "SSL" in kafka.protocol:
         connection = _handshake(kafka, raw, host, server)
         done.append("certificate trusted")
-    if kafka.security_protocol.startswith("SASL"):
+    if kafka.protocol.startswith("SASL"):
         _authenticate(kafka, connection, host, server, timeout_s)
         user = kafka.credentials.username if kafka.credentials else None
         done.append(f"{kafka.sasl_mechanism} accepted" + (f" for user {user!r}" if user else ""))
     elif not _answers(connection):
         raise _Unsure(
-            f"Kafka at {server} closed the connection without an answer to {kafka.security_protocol}: "
+            f"Kafka at {server} closed the connection without an answer to {kafka.protocol}: "
             "does its listener want another security.protocol (SSL, SASL_SSL or SASL_PLAINTEXT)?"
         )
     return f"Kafka at {server}: " + ", ".join(done)
 
 
-def _handshake(kafka: KafkaSettings, raw: socket.socket, host: str, server: str) -> ssl.SSLSocket:
+def _handshake(kafka: KafkaSecurity, raw: socket.socket, host: str, server: str) -> ssl.SSLSocket:
     try:
         context = kafka.tls.context()
     except (OSError, ssl.SSLError) as error:
@@ -134,7 +152,7 @@ def _handshake(kafka: KafkaSettings, raw: socket.socket, host: str, server: str)
 
 
 def _authenticate(
-    kafka: KafkaSettings, connection: socket.socket, host: str, server: str, timeout_s: float
+    kafka: KafkaSecurity, connection: socket.socket, host: str, server: str, timeout_s: float
 ) -> None:
     from kafka.errors import for_code
     from kafka.net.sasl import get_sasl_mechanism
@@ -147,17 +165,15 @@ def _authenticate(
     except _Closed as error:
         raise _Unsure(
             f"Kafka at {server} did not answer a SASL handshake ({error}): does its listener want "
-            f"another security.protocol than {kafka.security_protocol}?"
+            f"another security.protocol than {kafka.protocol}?"
         ) from error
     if answer.error_code:
         offered = ", ".join(answer.mechanisms) or "none"
         raise KafkaRefused(
             f"Kafka at {server} does not offer sasl.mechanism {mechanism_name} (it offers: {offered})"
         )
-    options: dict[str, Any] = {
-        key: value for key, value in kafka.connection_kwargs().items() if key.startswith("sasl_")
-    }
-    options.update(security_protocol=kafka.security_protocol, sasl_mechanism=mechanism_name)
+    options: dict[str, Any] = {key: value for key, value in kafka.kwargs().items() if key.startswith("sasl_")}
+    options.update(security_protocol=kafka.protocol, sasl_mechanism=mechanism_name)
     mechanism = get_sasl_mechanism(mechanism_name)(host=host, **options)
     user = kafka.credentials.username if kafka.credentials else None
     who = f"user {user!r} ({mechanism_name})" if user else mechanism_name

@@ -25,6 +25,7 @@ from conductor.config.settings import (
     DeadLetterSettings,
     ElasticsearchSettings,
     ErrorSettings,
+    KafkaSecurity,
     KafkaSettings,
     RestSettings,
     WorkerSettings,
@@ -38,6 +39,7 @@ BARE_HOST = re.compile(r"(\[[^\]]+\]|[^:/\s\[\]]+)(?::(\d{1,5}))?")
 JAAS_OPTION = re.compile(r'([\w.]+)\s*=\s*"((?:[^"\\]|\\.)*)"')
 PEM_SUFFIXES = (".pem", ".crt", ".cer", ".key")
 USERNAME_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+SASL_KEYS = ("sasl.mechanism", "sasl.jaas.config", "sasl.kerberos.service.name")
 
 
 def _settings(r: Reader, kind: type[T], s: Section) -> T | None:
@@ -105,9 +107,8 @@ def _kafka_tls_keys(prefixes: tuple[str, ...]) -> TlsKeys:
 
 
 # One file holds what Kafka Connect splits between the worker and the connector: the bare ssl.*
-# keys serve Kafka and Stream-Reactor's Elasticsearch sink alike, and the consumer. (Kafka) and
-# Stream-Reactor's own keys set them apart.
-KAFKA_TLS = _kafka_tls_keys(k.CONSUMER_PREFIXES + ("",))
+# keys serve Kafka (kafka_security) and Stream-Reactor's Elasticsearch sink alike, and the
+# consumer./producer. (Kafka) and Stream-Reactor's own keys set them apart.
 ELASTIC_TLS = _kafka_tls_keys(("",))
 CASSANDRA_TLS = TlsKeys(
     cafile=k.CASSANDRA + "ssl.cafile",
@@ -287,25 +288,19 @@ def verify_hostname(r: Reader, keys: Keys) -> bool:
 
 
 def kafka_settings(r: Reader, group_id: str, environ: Mapping[str, str]) -> KafkaSettings:
-    """Bare keys, overridden by consumer.X, overridden by consumer.override.X (as in Connect)."""
+    """Bare keys, overridden by consumer.X, overridden by consumer.override.X (as in Connect).
+    The producer (dead-letter topic, aggregator) and the admin client use the consumer's
+    security, unless producer.* or admin.* security keys are given: then theirs, over the bare
+    keys, as a Kafka Connect worker reads them."""
     s = Section(r)
     default_servers = environ.get("CONDUCTOR_KAFKA_BOOTSTRAP") or "localhost:9092"
-    s.listing("bootstrap_servers", _consumer("bootstrap.servers"), default=default_servers)
-    protocol = s.choice(
-        "security_protocol", _consumer("security.protocol"), k.SECURITY_PROTOCOLS, default="PLAINTEXT"
+    s.listing(
+        "bootstrap_servers", _client_keys(k.CONSUMER_PREFIXES, "bootstrap.servers"), default=default_servers
     )
-    if protocol.startswith("SASL"):
-        _sasl(r, s)
-    else:
-        for name in ("sasl.mechanism", "sasl.jaas.config", "sasl.kerberos.service.name"):
-            key, value = r.find(_consumer(name))
-            if value is not None:
-                r.no_effect(key, f"security.protocol is {protocol}, without SASL")
-    s.put(
-        "tls",
-        (),
-        tls_settings(r, KAFKA_TLS, "SSL" in protocol, f"security.protocol is {protocol}, without SSL"),
-    )
+    s.put("security", (), kafka_security(r, k.CONSUMER_PREFIXES))
+    for client, prefixes in (("producer", k.PRODUCER_PREFIXES), ("admin", k.ADMIN_PREFIXES)):
+        if any(r.given(key) for name in k.CONSUMER_SECURITY for key in _prefixed(prefixes, name)):
+            s.put(f"{client}_security", (), kafka_security(r, prefixes))
     handled = set(k.CONSUMER_SECURITY)
     s.put("consumer", (), client_settings(r, k.CONSUMER_PREFIXES, k.CONSUMER_SETTINGS, handled, "consumer"))
     s.put("producer", (), client_settings(r, k.PRODUCER_PREFIXES, k.PRODUCER_SETTINGS, handled, "producer"))
@@ -313,13 +308,37 @@ def kafka_settings(r: Reader, group_id: str, environ: Mapping[str, str]) -> Kafk
     return KafkaSettings(group_id=group_id, **s.kwargs())
 
 
-def _consumer(name: str) -> tuple[str, ...]:
-    return _prefixed(k.CONSUMER_PREFIXES, name) + (name,)
+def kafka_security(r: Reader, prefixes: tuple[str, ...]) -> KafkaSecurity:
+    """One client's security.protocol, SASL and TLS: its prefixed keys, then the bare ones."""
+    s = Section(r)
+    protocol = s.choice(
+        "protocol", _client_keys(prefixes, "security.protocol"), k.SECURITY_PROTOCOLS, default="PLAINTEXT"
+    )
+    if protocol.startswith("SASL"):
+        _sasl(r, s, prefixes)
+    else:
+        for name in SASL_KEYS:
+            key, value = r.find(_client_keys(prefixes, name))
+            if value is not None:
+                r.unused(key, f"security.protocol is {protocol}, without SASL")
+    tls_keys = _kafka_tls_keys(prefixes + ("",))
+    s.put(
+        "tls",
+        (),
+        tls_settings(r, tls_keys, "SSL" in protocol, f"security.protocol is {protocol}, without SSL"),
+    )
+    return KafkaSecurity(**s.kwargs())
 
 
-def _sasl(r: Reader, s: Section) -> None:
-    mechanism = s.choice("sasl_mechanism", _consumer("sasl.mechanism"), k.SASL_MECHANISMS, default="GSSAPI")
-    jaas_key, jaas = r.find(_consumer("sasl.jaas.config"))
+def _client_keys(prefixes: tuple[str, ...], name: str) -> tuple[str, ...]:
+    return _prefixed(prefixes, name) + (name,)
+
+
+def _sasl(r: Reader, s: Section, prefixes: tuple[str, ...]) -> None:
+    mechanism = s.choice(
+        "sasl_mechanism", _client_keys(prefixes, "sasl.mechanism"), k.SASL_MECHANISMS, default="GSSAPI"
+    )
+    jaas_key, jaas = r.find(_client_keys(prefixes, "sasl.jaas.config"))
     options = _jaas_options(reveal(jaas)) if jaas is not None else {}
     username, password = options.get("username"), options.get("password")
     credentials = None
@@ -333,7 +352,8 @@ def _sasl(r: Reader, s: Section) -> None:
     s.put("credentials", jaas_key, credentials)
     if jaas is not None:
         s.masked.add("credentials")  # the user name comes out of a secret value
-    s.string("kerberos_service_name", _consumer("sasl.kerberos.service.name"))
+    s.string("kerberos_service_name", _client_keys(prefixes, "sasl.kerberos.service.name"))
+    r.use(r.find(_client_keys(prefixes, name))[0] for name in SASL_KEYS)
 
 
 def _jaas_options(text: str) -> dict[str, str]:
@@ -364,7 +384,7 @@ def client_settings(
             if not key.startswith(prefix) or any(key.startswith(p) for p in prefixes if len(p) > len(prefix)):
                 continue
             setting = key[len(prefix) :]
-            if setting in handled and client == "consumer":
+            if setting in handled:  # read by kafka_security
                 continue
             if setting in table:
                 keyword, kind = table[setting]
@@ -373,8 +393,6 @@ def client_settings(
                     found[keyword] = None if value == "none" and kind == "compression" else value
             elif setting in k.MANAGED_SETTINGS:
                 r.no_effect(key, f"conductor sets {setting} itself: {k.MANAGED_SETTINGS[setting]}")
-            elif setting in handled:
-                r.no_effect(key, f"the {client} uses the consumer's security settings")
             else:
                 r.no_effect(key, f"conductor's Kafka {client} has no such setting")
     return MappingProxyType(found)

@@ -57,32 +57,19 @@ def redact(url: str) -> str:
 
 
 @dataclass(frozen=True, repr=False)
-class KafkaSettings(Masked):
-    """How the workers reach Kafka: brokers, security, and the settings of each client.
+class KafkaSecurity(Masked):
+    """How one Kafka client proves who it is, and checks who the broker is."""
 
-    ``consumer``, ``producer`` and ``admin`` hold further kafka-python keywords for that client
-    (``consumer.override.client.id`` -> consumer ``client_id``); the connection's own settings
-    are in the other fields.
-    """
-
-    bootstrap_servers: tuple[str, ...]
-    group_id: str
-    security_protocol: str = "PLAINTEXT"
+    protocol: str = "PLAINTEXT"  # security.protocol
     sasl_mechanism: str | None = None
     credentials: Credentials | None = None  # SASL PLAIN and SCRAM
     kerberos_service_name: str | None = None
     tls: TlsSettings = field(default_factory=TlsSettings)
-    consumer: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    producer: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    admin: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     masked: frozenset[str] = masked_field()
 
-    def connection_kwargs(self) -> dict[str, Any]:
-        """kafka-python keywords every client needs; the only place the Kafka secrets are revealed."""
-        kwargs: dict[str, Any] = {
-            "bootstrap_servers": list(self.bootstrap_servers),
-            "security_protocol": self.security_protocol,
-        }
+    def kwargs(self) -> dict[str, Any]:
+        """kafka-python's keywords; the only place the Kafka secrets are revealed."""
+        kwargs: dict[str, Any] = {"security_protocol": self.protocol}
         if self.sasl_mechanism:
             kwargs["sasl_mechanism"] = self.sasl_mechanism
         if self.credentials is not None:
@@ -94,6 +81,38 @@ class KafkaSettings(Masked):
         if context is not None:
             kwargs["ssl_context"] = context
         return kwargs
+
+
+@dataclass(frozen=True, repr=False)
+class KafkaSettings(Masked):
+    """How the workers reach Kafka: brokers, security, and the settings of each client.
+
+    ``consumer``, ``producer`` and ``admin`` hold further kafka-python keywords for that client
+    (``consumer.override.client.id`` -> consumer ``client_id``); ``security`` is the consumer's,
+    and the others' unless ``producer_security`` or ``admin_security`` is set.
+    """
+
+    bootstrap_servers: tuple[str, ...]
+    group_id: str
+    security: KafkaSecurity = field(default_factory=KafkaSecurity)
+    producer_security: KafkaSecurity | None = None
+    admin_security: KafkaSecurity | None = None
+    consumer: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    producer: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    admin: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    masked: frozenset[str] = masked_field()
+
+    def securities(self) -> dict[str, KafkaSecurity]:
+        """Each client's security, by the clients that use it ("consumer", "producer", ...)."""
+        found: dict[str, KafkaSecurity] = {"consumer": self.security}
+        for client, security in (("producer", self.producer_security), ("admin", self.admin_security)):
+            if security is not None and security != self.security:
+                found[client] = security
+        return found
+
+    def connection_kwargs(self, security: KafkaSecurity | None = None) -> dict[str, Any]:
+        """kafka-python keywords every client needs (the consumer's security by default)."""
+        return {"bootstrap_servers": list(self.bootstrap_servers), **(security or self.security).kwargs()}
 
     def consumer_kwargs(self) -> dict[str, Any]:
         """KafkaConsumer keywords: the group, no auto-commit (conductor commits after each
@@ -107,10 +126,10 @@ class KafkaSettings(Masked):
         }
 
     def producer_kwargs(self) -> dict[str, Any]:
-        return {**self.connection_kwargs(), **self.producer}
+        return {**self.connection_kwargs(self.producer_security), **self.producer}
 
     def admin_kwargs(self) -> dict[str, Any]:
-        return {**self.connection_kwargs(), **self.admin}
+        return {**self.connection_kwargs(self.admin_security), **self.admin}
 
 
 @dataclass(frozen=True, repr=False)

@@ -812,6 +812,62 @@ def test_java_keystores_are_read_at_load() -> None:
     )
 
 
+def test_the_bare_ssl_keys_serve_kafka_and_elasticsearch_and_the_prefixed_ones_set_them_apart() -> None:
+    """One file holds what Kafka Connect splits between the worker and the connector."""
+    tls = {"connect_elastic_protocol": "https", "security_protocol": "SSL"}
+    shared = parse_config(es(**tls, ssl_truststore_location="/etc/ca.pem"), environ={})
+    assert shared.kafka.security.tls.cafile == "/etc/ca.pem"
+    assert shared.elastic is not None and shared.elastic.tls.cafile == "/etc/ca.pem"
+    assert shared.notices == ()
+    apart = parse_config(
+        es(**tls, ssl_truststore_location="/etc/es.pem", consumer_ssl_truststore_location="/etc/kafka.pem"),
+        environ={},
+    )
+    assert apart.kafka.security.tls.cafile == "/etc/kafka.pem"
+    assert apart.elastic is not None and apart.elastic.tls.cafile == "/etc/es.pem"
+    kafka_only = parse_config(es(security_protocol="SSL", ssl_truststore_location="/etc/ca.pem"), environ={})
+    assert kafka_only.kafka.security.tls.cafile == "/etc/ca.pem" and kafka_only.notices == ()
+    cassandra = parse_config(
+        {**CASSANDRA_SINK, "ssl.truststore.location": "/etc/ca.pem", "connect.cassandra.ssl.enabled": "true"},
+        environ={},
+    )
+    assert cassandra.notices == (
+        "ssl.truststore.location has no effect here: security.protocol is PLAINTEXT, without SSL, and it "
+        "belongs to the elasticsearch sink, and connector.class names the cassandra sink",
+    )
+
+
+def test_the_producer_and_admin_use_the_consumers_security_unless_their_own_keys_are_given() -> None:
+    sasl = {
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "ssl_truststore_location": "/etc/ca.pem",
+        "sasl.jaas.config": 'org.apache.kafka.common.security.scram.ScramLoginModule required username="c" password="p";',
+    }
+    same = parse_config(es(**sasl), environ={}).kafka
+    assert same.producer_security is None and same.admin_security is None
+    assert list(same.securities()) == ["consumer"]
+    own = {
+        "producer.sasl.jaas.config": 'org.apache.kafka.common.security.plain.PlainLoginModule required username="w" password="q";',
+        "producer.sasl.mechanism": "PLAIN",
+    }
+    config = parse_config({**es(**sasl), **own}, environ={})
+    kafka = config.kafka
+    assert kafka.producer_security is not None and kafka.admin_security is None
+    assert (
+        kafka.producer_security.sasl_mechanism == "PLAIN" and kafka.producer_security.protocol == "SASL_SSL"
+    )
+    assert (
+        kafka.producer_security.credentials is not None
+        and kafka.producer_security.credentials.username == "w"
+    )
+    assert kafka.producer_security.tls.cafile == "/etc/ca.pem"  # the bare key, as for the consumer
+    assert kafka.security.credentials is not None and kafka.security.credentials.username == "c"
+    assert list(kafka.securities()) == ["consumer", "producer"]
+    assert config.notices == ()
+    assert "q" not in repr(kafka) and "p;" not in repr(kafka)
+
+
 CASSANDRA_SINK = {
     "name": "cassandra-sink",
     "connector.class": "io.lenses.streamreactor.connect.cassandra.sink.CassandraSinkConnector",

@@ -279,7 +279,7 @@ def test_kafka_reads_jks_and_pkcs12_stores_at_load_and_builds_its_context(
         "consumer.override.ssl.key.password": f"${{file:{secrets}:key}}",
     }
     config = parse_config({**KAFKA_SSL, **raw}, environ={})
-    tls = config.kafka.tls
+    tls = config.kafka.security.tls
     assert tls.key_entry is not None and certificates(tls.cadata or "") == [stores.ca]
     assert config.notices == ()
     for shown in (repr(config), str(config)):
