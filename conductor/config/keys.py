@@ -111,7 +111,12 @@ NO_EFFECT: dict[str, str] = {
     "ssl.trustmanager.algorithm": _JAVA_TLS,
 }
 
-REFUSED: dict[str, str] = {}
+_INLINE_PEM = "PEM text inside the config is not supported yet: give a PEM file in "
+REFUSED: dict[str, str] = {
+    "ssl.truststore.certificates": _INLINE_PEM + "ssl.truststore.location",
+    "ssl.keystore.certificate.chain": _INLINE_PEM + "ssl.keystore.location",
+    "ssl.keystore.key": _INLINE_PEM + "ssl.keystore.location",
+}
 
 KNOWN_KEYS = frozenset(
     CONNECTOR_KEYS

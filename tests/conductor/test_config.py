@@ -962,3 +962,10 @@ def test_describe_lists_every_setting_with_defaults() -> None:
     assert described["conductor.restart.max"] == "10"
     assert described["bootstrap.servers"] == "localhost:9092"
     assert list(described) == sorted(described)
+
+
+def test_pem_text_inside_the_config_is_refused_naming_the_file_key() -> None:
+    assert problems_of(es(ssl_keystore_key="-----BEGIN PRIVATE KEY-----")) == [
+        "ssl.keystore.key: PEM text inside the config is not supported yet: give a PEM file in "
+        "ssl.keystore.location"
+    ]
