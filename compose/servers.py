@@ -125,6 +125,9 @@ class Server:
     # The folder under the run dir; the name when empty. Servers of one name but another major
     # version get another folder (see _versioned_home), and share the ports.
     home_name: str = ""
+    # The address it listens on (every port) and that its probe asks; Kafka advertises it too
+    # (compose/hosts.py binds servers to another address).
+    host: str = "127.0.0.1"
 
     @property
     def port(self) -> int:
@@ -216,7 +219,7 @@ def _kafka_command(server: Server, paths: Paths, java: str) -> list[str]:
 
 
 def _kafka_probe(server: Server) -> str:
-    return probes.kafka_ready("127.0.0.1", server.port)
+    return probes.kafka_ready(server.host, server.port)
 
 
 # -- Elasticsearch and OpenSearch -----------------------------------------------------------
@@ -270,7 +273,7 @@ def _search_command(server: Server, paths: Paths, java: str) -> list[str]:
         "cluster.name": "conductor",
         "node.name": "conductor-local",
         "discovery.type": "single-node",
-        "network.host": "127.0.0.1",
+        "network.host": server.host,
         "http.port": server.port,
         "transport.port": server.ports["transport"],
         "path.data": paths.data,
@@ -302,11 +305,11 @@ def _search_environment(server: Server, paths: Paths, java_home: str) -> dict[st
 
 
 def _elasticsearch_probe(server: Server) -> str:
-    return probes.search_server(f"http://127.0.0.1:{server.port}", "elasticsearch")
+    return probes.search_server(f"http://{server.host}:{server.port}", "elasticsearch")
 
 
 def _opensearch_probe(server: Server) -> str:
-    return probes.search_server(f"http://127.0.0.1:{server.port}", "opensearch")
+    return probes.search_server(f"http://{server.host}:{server.port}", "opensearch")
 
 
 # -- Cassandra -----------------------------------------------------------------------------
