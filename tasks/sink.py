@@ -116,8 +116,8 @@ class SinkTask:
         """One poll; each record decoded and routed into the pending batch. The per-record path:
         the accounting happens once per partition."""
         pending = self.pending
-        if pending:
-            timeout_s = max(0.0, pending.started + self.linger_s - time.monotonic())
+        if pending:  # a linger longer than this still sees a stop within IDLE_POLL_S
+            timeout_s = min(max(0.0, pending.started + self.linger_s - time.monotonic()), IDLE_POLL_S)
         else:
             timeout_s = IDLE_POLL_S
         if self.writer.busy:
