@@ -59,13 +59,23 @@ _config_option = click.option(
     type=click.Path(exists=True, dir_okay=False),
     help="Connector config: .properties, .json (Kafka Connect REST) or .yaml.",
 )
+# What start and validate read: a file, or env: (a container's variables, conductor/envconfig.py).
+_run_config_option = click.option(
+    "--config",
+    "config_path",
+    envvar="CONDUCTOR_CONFIG",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Connector config: .properties, .json (Kafka Connect REST) or .yaml; or env: for the "
+    "CONNECTOR_* and CONNECT_* variables (deploy/container/README.md). Env CONDUCTOR_CONFIG.",
+)
 _bootstrap_option = click.option(
     "--bootstrap-servers", default=None, help="Kafka bootstrap servers, over the config's bootstrap.servers."
 )
 
 
 @main.command()
-@_config_option
+@_run_config_option
 @_bootstrap_option
 def validate(config_path: str, bootstrap_servers: str | None) -> None:
     """Print the routes a config describes, or every problem in it (exit 1)."""
@@ -109,15 +119,7 @@ def validate(config_path: str, bootstrap_servers: str | None) -> None:
 
 
 @main.command()
-@click.option(
-    "--config",
-    "config_path",
-    envvar="CONDUCTOR_CONFIG",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="Connector config: .properties, .json (Kafka Connect REST) or .yaml; or env: for the "
-    "CONNECTOR_* and CONNECT_* variables (deploy/container/README.md). Env CONDUCTOR_CONFIG.",
-)
+@_run_config_option
 @_bootstrap_option
 @click.option(
     "--workers",

@@ -110,14 +110,14 @@ def check_servers(config: ConnectorConfig, sink: Sink | None) -> tuple[list[str]
     try:
         lines.append(kafka_check.check(config.kafka))
     except kafka_check.Unreachable as error:
-        lines.append(f"Kafka not checked: no answer ({error})")
+        lines.append(f"Kafka does not answer ({error}): not checked; the start waits for it")
     except ConfigError as error:
         problems += error.problems
     if sink is not None:
         try:
             lines.append(sink.check_access())
         except SinkUnavailable as error:
-            lines.append(f"{sink.where} not checked: {error.reason}")
+            lines.append(f"{error.reason}: not checked; the start waits for it")
         except ConfigError as error:
             problems += error.problems
     return lines, problems

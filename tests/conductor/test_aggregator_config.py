@@ -96,3 +96,13 @@ def test_the_aggregator_needs_its_sql(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["validate", "--config", str(path)])
     assert result.exit_code == exitcodes.INVALID
     assert "conductor.aggregate.sql: required" in result.output
+
+
+def test_validate_says_which_servers_it_could_not_ask(tmp_path: Path) -> None:
+    """A Kafka that does not answer is not a problem of the config: validate says so and passes
+    (a refusal is one: tests/tasks/test_secure_refusals.py)."""
+    code, output = validate(tmp_path)
+    assert code == 0, output
+    (line,) = [line for line in output.splitlines() if line.startswith("  server: ")]
+    assert line.startswith("  server: Kafka does not answer (localhost:9092: ")
+    assert line.endswith("): not checked; the start waits for it")

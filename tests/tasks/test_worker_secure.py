@@ -47,6 +47,15 @@ def topic_with_readings(secure: dict[str, str], bad: int = 0) -> str:
     return topic
 
 
+def documents(secure: dict[str, str], index: str) -> int:
+    """The index's document count over https, after a refresh (0 before it exists)."""
+    base, ca = secure["CONDUCTOR_ELASTICSEARCH_URL"], secure["CONDUCTOR_CA_FILE"]
+    auth = (secure["CONDUCTOR_ELASTICSEARCH_USERNAME"], secure["CONDUCTOR_ELASTICSEARCH_PASSWORD"])
+    requests.post(f"{base}/{index}/_refresh", auth=auth, verify=ca, timeout=10)
+    answer = requests.get(f"{base}/{index}/_count", auth=auth, verify=ca, timeout=10)
+    return answer.json().get("count", 0) if answer.ok else 0
+
+
 def connector_config(
     tmp_path: Path, secure: dict[str, str], name: str, topic: str, store: dict[str, str]
 ) -> Path:
@@ -99,15 +108,7 @@ def test_the_elasticsearch_sink_over_sasl_ssl_and_https(secure, tmp_path: Path, 
         },
     )
     conductor = conductors(config, workers=2)
-    auth = (secure["CONDUCTOR_ELASTICSEARCH_USERNAME"], secure["CONDUCTOR_ELASTICSEARCH_PASSWORD"])
-
-    def count() -> int:
-        base, ca = secure["CONDUCTOR_ELASTICSEARCH_URL"], secure["CONDUCTOR_CA_FILE"]
-        requests.post(f"{base}/{name}/_refresh", auth=auth, verify=ca, timeout=10)
-        answer = requests.get(f"{base}/{name}/_count", auth=auth, verify=ca, timeout=10)
-        return answer.json().get("count", 0) if answer.ok else 0
-
-    wait_for(lambda: count() == RECORDS, 90, f"{RECORDS} documents over https")
+    wait_for(lambda: documents(secure, name) == RECORDS, 90, f"{RECORDS} documents over https")
     wait_for(
         lambda: committed(secure, f"connect-{name}", topic) == RECORDS, 30, "offsets committed over SASL_SSL"
     )
@@ -215,15 +216,10 @@ def test_dead_letters_through_a_producer_of_their_own_with_no_secret_in_their_he
     assert "(the producer's settings)" in validated.stderr, validated.stderr
     conductor = conductors(config, workers=2)
 
-    def count() -> int:
-        requests.post(f"{base}/{name}/_refresh", auth=auth, verify=ca, timeout=10)
-        answer = requests.get(f"{base}/{name}/_count", auth=auth, verify=ca, timeout=10)
-        return answer.json().get("count", 0) if answer.ok else 0
-
     wait_for(
         lambda: committed(secure, f"connect-{name}", topic) == RECORDS + bad, 90, "every offset committed"
     )
-    assert count() == RECORDS
+    assert documents(secure, name) == RECORDS
     consumer = KafkaConsumer(
         dlq, **kafka_kwargs(secure), auto_offset_reset="earliest", consumer_timeout_ms=5000
     )
