@@ -86,6 +86,7 @@ class Network:
         ]
 
     def create(self) -> Network:
+        ip("-V")  # no `ip` is said as such, before anything else
         remove_leftovers()
         holder = ip("-o", "addr", "show", "to", self.gateway).split()
         if holder:
