@@ -96,6 +96,7 @@ class GroupMember:
         self.committed: Offsets = {}  # as committed here
         self.losses = Losses(self.worker_id)  # records deleted by retention before they were written
         self.refused_commits = 0
+        self.owed: Offsets = {}  # written, refused by a rebalance: committed again if still held
         self.rejoins = 0
         self.unstable_since: float | None = None
         self.kafka = Outage(self.worker_id, f"Kafka at {', '.join(config.kafka.bootstrap_servers)}")
@@ -175,6 +176,7 @@ class GroupMember:
         keys = {(tp.topic, tp.partition) for tp in partitions}
         for key in keys:
             self.next_offsets.pop(key, None)  # its new owner reads on from the last commit
+            self.owed.pop(key, None)  # and commits its own
         self.losses.revoked(partitions)
         try:
             self.on_revoked(keys)
@@ -217,12 +219,38 @@ class GroupMember:
             return {}
         if self.kafka:
             self.kafka.ended()
+        if self.owed:
+            self.settle_owed()
         return polled
+
+    def settle_owed(self) -> None:
+        """Commit again what a rebalance refused, for the partitions still held: on a quiet
+        topic no later commit would (Kafka Connect's periodic commit covers this). Not where the
+        group has committed as far or further meanwhile: that would move it back."""
+        from kafka.errors import KafkaError
+
+        held = self.consumer.assignment()
+        due = {}
+        try:
+            for key, offset in self.owed.items():
+                tp = TopicPartition(*key)
+                if tp in held:
+                    committed = self.consumer.committed(tp)
+                    if committed is None or committed < offset:
+                        due[key] = offset
+        except KafkaError as exc:  # asked again at the next poll
+            log.debug("worker %d: reading the group's commits failed: %s", self.worker_id, exc)
+            return
+        self.owed = {}
+        if due:
+            log.debug("worker %d: committing again what a rebalance refused: %s", self.worker_id, due)
+            self.commit(due)
 
     def commit(self, offsets: Offsets) -> bool:
         """Commit these next offsets to read, synchronously. False if a rebalance refused the
-        commit: a later commit, or the partition's new owner, covers these records (they are
-        written again, which overwrites: document ids and Cassandra keys are deterministic).
+        commit: a later commit, `settle_owed` while the partition is still held, or its new
+        owner covers these records (they are written again, which overwrites: document ids and
+        Cassandra keys are deterministic).
         While Kafka cannot answer, wait for it (polling, so the worker stays in the group)."""
         from kafka.errors import CommitFailedError, KafkaError, RebalanceInProgressError
 
@@ -242,12 +270,10 @@ class GroupMember:
                     held = self.consumer.assignment()
                     offsets = {key: o for key, o in offsets.items() if TopicPartition(*key) in held}
                     continue
-                self.refused_commits += 1
-                log.debug("worker %d: commit refused during a rebalance: %s", self.worker_id, exc)
+                self.refused(offsets, exc)
                 return False
             except CommitFailedError as exc:
-                self.refused_commits += 1
-                log.debug("worker %d: commit refused during a rebalance: %s", self.worker_id, exc)
+                self.refused(offsets, exc)
                 return False
             except KafkaError as exc:
                 if not getattr(exc, "retriable", False):
@@ -260,6 +286,12 @@ class GroupMember:
             self.committed.update(offsets)
             return True
         return False
+
+    def refused(self, offsets: Offsets, why: Exception) -> None:
+        self.refused_commits += 1
+        log.debug("worker %d: commit refused during a rebalance: %s", self.worker_id, why)
+        for key, offset in offsets.items():
+            self.owed[key] = max(offset, self.owed.get(key, offset))
 
     def wait(self, seconds: float) -> None:
         """Wait while staying a live member of the group and of the supervisor.
