@@ -40,8 +40,8 @@ from common import (
     ProcessSampler,
     Server,
     ServerCpu,
+    cleanup_kafka,
     conductor_version,
-    delete_group,
     fmt,
     machine,
     write_doc,
@@ -360,27 +360,13 @@ def main() -> int:
                         flush=True,
                     )
         finally:
-            _cleanup(kafka, topics, groups)
+            for n, topic in enumerate(topics):  # the groups once, with the first topic
+                cleanup_kafka(kafka, topic, groups if n == 0 else [], keep=False)
     block = render(args, started, produced_s, phases)
     print("\n" + block)
     if args.output != "-":
         write_doc(Path(args.output), block, MARK_BEGIN, MARK_END, "# Benchmarks\n", SECTION)
     return 0 if all(p.ok for p in phases) else 1
-
-
-def _cleanup(kafka: str, topics: list[str], groups: list[str]) -> None:
-    from kafka import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=kafka)
-    try:
-        for group in groups:
-            try:
-                delete_group(admin, group)
-            except Exception as exc:
-                print(f"cleanup: consumer group {group}: {exc}", file=sys.stderr)
-        admin.delete_topics(topics)
-    finally:
-        admin.close()
 
 
 if __name__ == "__main__":
