@@ -8,6 +8,7 @@ supervisor through the command pipe and are answered at once, as Kafka Connect a
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +21,7 @@ from conductor.api.validate import HIDDEN, PLUGINS, validate
 from conductor.api.view import RESTARTING, STOPPED, ConnectorView, TaskView, read_view
 from conductor.commands import Command
 from conductor.config import ConnectorConfig, Secret
-from conductor.config.secrets import is_secret_key
+from conductor.config.secrets import REFERENCE, is_secret_key
 
 HEALTHY = "Worker has completed startup and is ready to handle requests."
 STARTING = "Worker is still starting up."
@@ -228,10 +229,19 @@ class ConnectResources:
         }
 
     def masked_config(self) -> dict[str, str]:
-        """The config as given; secrets and anything read from a reference show as [hidden]."""
+        """The config as given, as Kafka Connect shows it: a value read from a reference shows
+        the reference (`${file:...}`), not what it read; other secrets show as [hidden], and a
+        URL's user:password is left out."""
         shown = {}
+        references = self.config.references
         for key, value in self.config.raw.items():
-            shown[key] = HIDDEN if isinstance(value, Secret) or is_secret_key(key) else str(value)
+            reference = references.get(key)
+            if reference is not None and (REFERENCE.fullmatch(reference) or not is_secret_key(key)):
+                shown[key] = redact_urls(reference)
+            elif isinstance(value, Secret) or is_secret_key(key):
+                shown[key] = HIDDEN
+            else:
+                shown[key] = redact_urls(value)
         return shown
 
     def task_class(self) -> str:
@@ -248,6 +258,14 @@ class ConnectResources:
         if task is None:
             raise HttpError(404, message.format(name, text))
         return task
+
+
+URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s,]+@")
+
+
+def redact_urls(text: str) -> str:
+    """`https://user:password@host` -> `https://host`, wherever in the text (a list of hosts)."""
+    return URL_CREDENTIALS.sub("", text)
 
 
 def worker_id(host: str, port: int, advertised_host: str | None, advertised_port: int | None) -> str:

@@ -89,6 +89,7 @@ def _parse(
         **fields,
         raw=MappingProxyType(values),
         defaults=MappingProxyType(defaults),
+        references=MappingProxyType({key: given[key] for key in referenced}),
         notices=tuple(r.notices),
         warnings=tuple(r.warnings),
         source=source,

@@ -392,6 +392,7 @@ class ConnectorConfig(Masked):
     aggregate: AggregateSettings | None
     raw: Mapping[str, str | Secret] = field(repr=False)
     defaults: Mapping[str, str] = field(repr=False)
+    references: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), repr=False)
     notices: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     source: str = "config"
